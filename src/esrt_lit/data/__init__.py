@@ -1,0 +1,23 @@
+"""Data: MATLAB-exact resizing, image I/O, datasets and the Lightning data module."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "imresize": "esrt_lit.data.imresize",
+    "read_image": "esrt_lit.data.io",
+    "write_image": "esrt_lit.data.io",
+    "list_images": "esrt_lit.data.io",
+    "modcrop": "esrt_lit.data.io",
+    "SRDataModule": "esrt_lit.data.datamodule",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'esrt_lit.data' has no attribute {name!r}")

@@ -1,0 +1,213 @@
+"""ESRT: Efficient Super-Resolution Transformer.
+
+Lu, Li, Zhang, Cao, Wang, Wang, "Transformer for Single Image Super-Resolution", CVPR 2022
+Workshops, arXiv 2108.11084. Port of the authors' released code (github.com/luissen/ESRT, MIT
+licence), verified against the released network's float64 outputs; the paper-level knobs are
+exposed for its ablations. Inputs and outputs are RGB in [0, 1] (no mean shift).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from esrt_lit.models.hpb import LCB
+from esrt_lit.models.layers import ConvReLU, Scale, Upsampler, conv3x3
+from esrt_lit.models.transformer import LTB, AttentionImpl
+
+__all__ = ["ESRT", "IR"]
+
+SCALES = (2, 3, 4)
+ATTENTIONS = ("sdpa", "explicit")
+
+
+class IR(nn.Module):
+    """Image reconstruction (Sec. 3.1): an upsampled main path plus an upsampled skip from the
+    shallow features: ``conv3(up(body)) + ConvReLU3(up(f0))``."""
+
+    def __init__(self, n_feats: int, scale: int, out_ch: int = 3) -> None:
+        super().__init__()
+        self.up = Upsampler(scale, n_feats)
+        self.conv = conv3x3(n_feats, out_ch)
+        self.skip_up = Upsampler(scale, n_feats)
+        self.skip_conv = ConvReLU(n_feats, out_ch, 3)
+
+    def forward(self, body: torch.Tensor, shallow: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.up(body)) + self.skip_conv(self.skip_up(shallow))
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}={value!r} is invalid; expected an integer >= {minimum}")
+    return value
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} is invalid; expected true or false")
+    return value
+
+
+class ESRT(nn.Module):
+    """ESRT (Sec. 3, Fig. 2): shallow feature extraction (SFE), lightweight CNN backbone (LCB) of
+    HPBs, lightweight transformer backbone (LTB) of ETs, image reconstruction (IR).
+
+    Defaults reproduce the released network; each knob is one of the paper's ablations.
+
+    Args:
+        scale: upscaling factor, 2, 3 or 4.
+        n_feats: feature width (32); must be even (the residual units halve it).
+        n_hpb: number of HPBs in the LCB (3).
+        n_et: number of ETs in the LTB (1); 0 removes the transformer.
+        et_heads: EMHA heads (8); must divide the attention width ``9·n_feats/2``.
+        attn_splits: token chunks of the EMHA feature split (4).
+        mlp_ratio: ET MLP hidden width over token width (0.25, i.e. 288 → 72).
+        rsa: learnable adaptive residual scales (True); False fixes them to 1.
+        hfm: the HPB's high-frequency filtering branch (True).
+        low_repeats: passes of the shared low-frequency ARFB in each HPB (5).
+        attention: ``"sdpa"`` (fused, default) or ``"explicit"`` (softmax(QKᵀ)V written out, as
+            released); both compute the same function.
+
+    Raises:
+        ValueError: a knob outside its allowed values, naming the knob.
+    """
+
+    def __init__(
+        self,
+        scale: int = 4,
+        n_feats: int = 32,
+        n_hpb: int = 3,
+        n_et: int = 1,
+        et_heads: int = 8,
+        attn_splits: int = 4,
+        mlp_ratio: float = 0.25,
+        rsa: bool = True,
+        hfm: bool = True,
+        low_repeats: int = 5,
+        attention: AttentionImpl = "sdpa",
+    ) -> None:
+        super().__init__()
+        if scale not in SCALES or isinstance(scale, bool):
+            raise ValueError(f"scale={scale!r} is not supported; allowed values: 2, 3, 4")
+        _check_int("n_feats", n_feats, 2)
+        if n_feats % 2:
+            raise ValueError(
+                f"n_feats={n_feats} is invalid; expected an even integer (residual units halve it)"
+            )
+        _check_int("n_hpb", n_hpb, 1)
+        _check_int("n_et", n_et, 0)
+        _check_int("et_heads", et_heads, 1)
+        _check_int("attn_splits", attn_splits, 1)
+        _check_int("low_repeats", low_repeats, 1)
+        if (
+            isinstance(mlp_ratio, bool)
+            or not isinstance(mlp_ratio, (int, float))
+            or int(9 * n_feats * mlp_ratio) < 1
+        ):
+            raise ValueError(
+                f"mlp_ratio={mlp_ratio!r} is invalid; expected a number with 9·n_feats·mlp_ratio >= 1"
+            )
+        width = 9 * n_feats // 2
+        if width % et_heads:
+            allowed = [h for h in range(1, width + 1) if width % h == 0]
+            raise ValueError(
+                f"et_heads={et_heads} does not divide the attention width {width} (9·n_feats/2); allowed values: {allowed}"
+            )
+        self._check_attention(attention)
+        self.config: dict[str, Any] = {
+            "scale": scale,
+            "n_feats": n_feats,
+            "n_hpb": n_hpb,
+            "n_et": n_et,
+            "et_heads": et_heads,
+            "attn_splits": attn_splits,
+            "mlp_ratio": mlp_ratio,
+            "rsa": _check_bool("rsa", rsa),
+            "hfm": _check_bool("hfm", hfm),
+            "low_repeats": low_repeats,
+            "attention": attention,
+        }
+        self.scale = scale
+        self.sfe = conv3x3(3, n_feats)
+        self.lcb = LCB(n_feats, n_hpb, rsa, hfm, low_repeats)
+        self.ltb = LTB(n_feats, n_et, et_heads, attn_splits, mlp_ratio, attention)
+        self.skip_scale = Scale(rsa)
+        self.body_scale = Scale(rsa)
+        self.body_conv = conv3x3(n_feats, n_feats)
+        self.ir = IR(n_feats, scale)
+
+    @staticmethod
+    def _check_attention(attention: str) -> None:
+        if attention not in ATTENTIONS:
+            raise ValueError(
+                f"attention={attention!r} is not supported; allowed values: {', '.join(ATTENTIONS)}"
+            )
+
+    @property
+    def min_size(self) -> int:
+        """Smallest input height and width (2: the HPB pools by 2 and the EMHA needs a token per chunk)."""
+        return 2
+
+    def set_attention(self, attention: AttentionImpl) -> ESRT:
+        """Switch every EMHA between ``"sdpa"`` and ``"explicit"``; weights are untouched."""
+        self._check_attention(attention)
+        for et in self.ltb.ets:
+            et.attn.attention = attention
+        self.config["attention"] = attention
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, h, w]`` in [0, 1] → ``[B, 3, h·s, w·s]``.
+
+        Raises:
+            ValueError: not a 4-D 3-channel tensor, or ``h``/``w`` below 2, or fewer tokens than
+                ``attn_splits``.
+        """
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"ESRT expects a [B, 3, H, W] tensor, got shape {tuple(x.shape)}")
+        h, w = x.shape[-2], x.shape[-1]
+        if h < self.min_size or w < self.min_size or h * w < self.config["attn_splits"]:
+            raise ValueError(
+                f"input of {h}×{w} pixels is too small; ESRT needs height and width >= {self.min_size}"
+                f" and at least attn_splits={self.config['attn_splits']} pixels"
+            )
+        f0 = self.sfe(x)
+        body = self.body_conv(self.skip_scale(f0) + self.body_scale(self.ltb(self.lcb(f0))))
+        return self.ir(body, f0)
+
+    @classmethod
+    def from_official_checkpoint(
+        cls, checkpoint: str | Path | Mapping[str, torch.Tensor], **knobs: Any
+    ) -> ESRT:
+        """Build an ESRT from a checkpoint of the authors' released code.
+
+        Accepts a path (loaded with ``weights_only=True``) or a state_dict, optionally wrapped in
+        ``{"state_dict": ...}`` or ``{"model": ...}``. Strips a ``module.`` prefix, infers the scale
+        from the upsampler's shapes, ignores the unused ARFB ``weight1`` scalars, and raises one
+        error listing every missing, unexpected or mis-shaped key.
+
+        Args:
+            checkpoint: path or state_dict under the released parameter names.
+            **knobs: other constructor arguments (e.g. ``attention="explicit"``); ``scale``, if given,
+                must agree with the checkpoint.
+        """
+        from esrt_lit.models.official import load_official
+
+        return load_official(cls, checkpoint, **knobs)
+
+    def to_official_state_dict(self) -> dict[str, torch.Tensor]:
+        """This model's weights under the released code's parameter names (strict-loadable there).
+
+        The unused ARFB ``weight1`` scalars are filled with their initial value 1; with ``rsa=False``
+        every fixed residual scale is written as 1.
+
+        Raises:
+            ValueError: a knob differs from the released architecture, which cannot hold the weights.
+        """
+        from esrt_lit.models.official import to_official
+
+        return to_official(self)

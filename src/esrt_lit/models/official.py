@@ -1,0 +1,188 @@
+"""Conversion between this port's parameter names and those of the authors' released ESRT code
+(github.com/luissen/ESRT, ``model/esrt.py``: ``one_conv``, ``one_module``, ``Updownblock``, ``Un``,
+``MLABlock``), in the spirit of timm's ``checkpoint_filter_fn``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from esrt_lit.models.arfb import ARFB, ResidualUnit
+from esrt_lit.models.hpb import HPB, LCB
+from esrt_lit.models.layers import ChannelAttention, Scale
+from esrt_lit.models.transformer import LTB, EfficientTransformer
+
+if TYPE_CHECKING:
+    from esrt_lit.models.esrt import ESRT
+
+# Child path in this port -> path in the released code, per module class. Unlisted children keep their name.
+_RENAMES: dict[type[nn.Module], dict[str, str]] = {
+    ResidualUnit: {
+        "conv_down": "conv",
+        "act": "relu",
+        "conv_up": "conv1",
+        "skip_scale": "weight1",
+        "res_scale": "weight2",
+    },
+    ARFB: {
+        "ru1": "layer1",
+        "ru2": "layer2",
+        "fuse": "alise",
+        "ca": "atten",
+        "conv": "layer4",
+        "scale_b": "weight2",
+        "scale_a": "weight3",
+        "skip_scale": "weight4",
+        "res_scale": "weight5",
+    },
+    ChannelAttention: {"reduce": "conv_du.0", "expand": "conv_du.2"},
+    HPB: {
+        "arfb_in": "encoder",
+        "arfb_low": "decoder_low",
+        "arfb_high": "decoder_high",
+        "fuse": "alise2",
+        "ca": "att",
+        "arfb_out": "alise",
+    },
+    LCB: {"hpbs.0": "encoder1", "hpbs.1": "encoder2", "hpbs.2": "encoder3", "fuse": "reduce"},
+    LTB: {"ets.0": "attention", "conv": "alise"},
+    EfficientTransformer: {"attn": "atten"},
+}
+_TOP = {
+    "sfe": "head.0",
+    "lcb": "body.0",
+    "ltb": "body.0",
+    "skip_scale": "body.0.weight1",
+    "body_scale": "body.0.weight2",
+    "body_conv": "reduce",
+    "ir.up": "tail.0",
+    "ir.conv": "tail.1",
+    "ir.skip_up": "up.0",
+    "ir.skip_conv": "up.1",
+}
+_UNUSED = re.compile(r"(^|\.)(encoder|decoder_low|decoder_high|alise)\.weight1\.scale$")
+RELEASED_KNOBS = {
+    "n_feats": 32,
+    "n_hpb": 3,
+    "n_et": 1,
+    "et_heads": 8,
+    "attn_splits": 4,
+    "mlp_ratio": 0.25,
+    "hfm": True,
+    "low_repeats": 5,
+}
+
+
+def official_name(model: nn.Module, name: str) -> str:
+    """The released code's name for parameter/buffer/submodule path ``name`` of ``model``."""
+    parts = name.split(".")
+    out: list[str] = []
+    module: nn.Module | None = model
+    while parts:
+        renames = _TOP if module is model else _RENAMES.get(type(module), {}) if module is not None else {}
+        for ours in sorted(renames, key=lambda k: -k.count(".")):
+            n = ours.count(".") + 1
+            if parts[:n] == ours.split("."):
+                out.append(renames[ours])
+                module = module.get_submodule(ours)
+                parts = parts[n:]
+                break
+        else:
+            head, parts = parts[0], parts[1:]
+            out.append(head)
+            module = getattr(module, head, None) if isinstance(module, nn.Module) else None
+            module = module if isinstance(module, nn.Module) else None
+    return ".".join(out)
+
+
+def _fixed_scales(model: nn.Module) -> list[str]:
+    """Names of the Scale modules that hold no parameter (``rsa=False``)."""
+    return [name for name, mod in model.named_modules() if isinstance(mod, Scale) and mod.scale is None]
+
+
+def to_official(model: ESRT) -> dict[str, torch.Tensor]:
+    """State dict of ``model`` under the released names, with the unused ``weight1`` scalars set to 1."""
+    differing = {k: model.config[k] for k, v in RELEASED_KNOBS.items() if model.config[k] != v}
+    if differing:
+        raise ValueError(
+            f"the released ESRT cannot hold these knobs: {differing}; released values: {RELEASED_KNOBS}"
+        )
+    state = {official_name(model, k): v.detach().clone() for k, v in model.state_dict().items()}
+    ref = next(iter(state.values()))
+    for name in _fixed_scales(model):
+        state[official_name(model, name) + ".scale"] = torch.ones(1, dtype=ref.dtype, device=ref.device)
+    for hpb_name in ("encoder1", "encoder2", "encoder3"):
+        for arfb in ("encoder", "decoder_low", "decoder_high", "alise"):
+            state[f"body.0.{hpb_name}.{arfb}.weight1.scale"] = torch.ones(
+                1, dtype=ref.dtype, device=ref.device
+            )
+    return state
+
+
+def _read_state_dict(checkpoint: str | Path | Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    source = "state_dict"
+    if isinstance(checkpoint, (str, Path)):
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"ESRT checkpoint not found: {path}")
+        source = str(path)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get(key), Mapping):
+            checkpoint = checkpoint[key]
+    if not isinstance(checkpoint, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in checkpoint.values()
+    ):
+        raise ValueError(f"{source}: expected a state_dict of tensors under the released ESRT names")
+    return {
+        k.removeprefix("module."): v
+        for k, v in checkpoint.items()
+        if not _UNUSED.search(k.removeprefix("module."))
+    }
+
+
+def _infer_scale(state: Mapping[str, torch.Tensor]) -> int:
+    weight = state.get("up.0.0.weight")
+    if weight is None:
+        raise ValueError("cannot infer the scale: the checkpoint has no 'up.0.0.weight' (released upsampler)")
+    n_feats = weight.shape[1]
+    if weight.shape[0] == 9 * n_feats:
+        return 3
+    if weight.shape[0] == 4 * n_feats:
+        return 4 if "up.0.2.weight" in state else 2
+    raise ValueError(f"cannot infer the scale from 'up.0.0.weight' of shape {tuple(weight.shape)}")
+
+
+def load_official(cls: type[ESRT], checkpoint: str | Path | Mapping[str, Any], **knobs: Any) -> ESRT:
+    """Build ``cls`` with the checkpoint's weights (see ``ESRT.from_official_checkpoint``)."""
+    state = _read_state_dict(checkpoint)
+    scale = _infer_scale(state)
+    if knobs.get("scale", scale) != scale:
+        raise ValueError(f"scale={knobs['scale']} was asked for but the checkpoint is a x{scale} model")
+    model = cls(**{**knobs, "scale": scale})
+    ours = model.state_dict()
+    names = {official_name(model, k): k for k in ours}
+    fixed = {official_name(model, n) + ".scale" for n in _fixed_scales(model)}
+    missing = sorted(set(names) - set(state))
+    unexpected = sorted(set(state) - set(names) - fixed)
+    misshaped = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(ours[names[k]].shape)}"
+        for k in sorted(set(names) & set(state))
+        if state[k].shape != ours[names[k]].shape
+    ]
+    bad_fixed = [k for k in sorted(fixed & set(state)) if not torch.all(state[k] == 1)]
+    if missing or unexpected or misshaped or bad_fixed:
+        lines = [f"checkpoint does not match ESRT(scale={scale}, {knobs or 'released knobs'}):"]
+        for title, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+            if keys:
+                lines.append(f"  {title} ({len(keys)}): " + ", ".join(keys))
+        if bad_fixed:
+            lines.append("  residual scales != 1 but rsa=False: " + ", ".join(bad_fixed))
+        raise ValueError("\n".join(lines))
+    model.load_state_dict({names[k]: state[k] for k in names})
+    return model

@@ -1,0 +1,168 @@
+"""Lightweight transformer backbone (LTB): efficient transformer (ET) with efficient multi-head
+attention (EMHA), Sec. 3.3 of Lu et al. (arXiv 2108.11084).
+
+Feature maps become tokens by a 3×3 unfold (each token is a 3×3×C patch) and return to maps by
+the matching fold, which sums overlapping contributions, as in the released code.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from esrt_lit.models.layers import conv3x3
+
+AttentionImpl = Literal["sdpa", "explicit"]
+
+
+def feature_to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) → (B, H·W, 9C): 3×3 patches with zero padding 1, stride 1."""
+    return F.unfold(x, kernel_size=3, padding=1).transpose(1, 2)
+
+
+def tokens_to_feature(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, H·W, 9C) → (B, C, H, W): 3×3 fold with padding 1; overlapping patches are summed."""
+    return F.fold(t.transpose(1, 2), output_size=size, kernel_size=3, padding=1)
+
+
+def _attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, impl: AttentionImpl
+) -> torch.Tensor:
+    if impl == "sdpa":
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)
+    return torch.softmax((q @ k.transpose(-2, -1)) * scale, dim=-1) @ v
+
+
+def chunked_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, splits: int, scale: float, impl: AttentionImpl = "sdpa"
+) -> torch.Tensor:
+    """Softmax attention restricted to consecutive token chunks (the EMHA "feature split").
+
+    The sequence of N tokens is cut with ``torch.split`` semantics into chunks of ``N // splits``
+    tokens; when N is not a multiple, the remainder forms one extra, shorter chunk (29×37 tokens and
+    4 splits give 5 chunks), exactly as the released code. Equal chunks run as one batched call.
+
+    Args:
+        q, k, v: ``[B, heads, N, d]``.
+        splits: the split count (4 in the released code).
+        scale: softmax temperature applied to ``q·kᵀ``.
+        impl: ``"sdpa"`` (fused ``scaled_dot_product_attention``) or ``"explicit"``
+            (``softmax(q kᵀ · scale) v`` materialised, the released computation).
+
+    Returns:
+        ``[B, heads, N, d]``.
+    """
+    b, h, n, d = q.shape
+    chunk = n // splits
+    if chunk < 1:
+        raise ValueError(
+            f"{n} tokens cannot be cut into attn_splits={splits} chunks; need at least {splits} tokens"
+        )
+    n_chunks = n // chunk
+    n_even = n_chunks * chunk
+
+    def grouped(t: torch.Tensor) -> torch.Tensor:
+        return t[:, :, :n_even].reshape(b, h * n_chunks, chunk, d)
+
+    out = _attend(grouped(q), grouped(k), grouped(v), scale, impl).reshape(b, h, n_even, d)
+    if n_even < n:
+        rest = _attend(q[:, :, n_even:], k[:, :, n_even:], v[:, :, n_even:], scale, impl)
+        out = torch.cat([out, rest], dim=2)
+    return out
+
+
+class EMHA(nn.Module):
+    """Efficient multi-head attention (Sec. 3.3, Fig. 5).
+
+    A bias-free linear reduction halves the token width, a bias-free linear layer gives q, k, v,
+    attention runs per head inside each of ``splits`` token chunks, and a linear projection restores
+    the width. The softmax scale is ``(dim / heads) ** -0.5``, taken from the width before the
+    reduction as in the released code.
+    """
+
+    def __init__(self, dim: int, heads: int = 8, splits: int = 4, attention: AttentionImpl = "sdpa") -> None:
+        super().__init__()
+        self.heads = heads
+        self.splits = splits
+        self.attention = attention
+        self.scale = (dim // heads) ** -0.5
+        inner = dim // 2
+        self.reduce = nn.Linear(dim, inner, bias=False)
+        self.qkv = nn.Linear(inner, 3 * inner, bias=False)
+        self.proj = nn.Linear(inner, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, N, dim]`` → ``[B, N, dim]``."""
+        x = self.reduce(x)
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        out = chunked_attention(q, k, v, self.splits, self.scale, self.attention)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class MLP(nn.Module):
+    """Token MLP of the ET: Linear → ReLU → Linear."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+class EfficientTransformer(nn.Module):
+    """Efficient transformer (ET, Sec. 3.3), released ``MLABlock``: pre-norm EMHA and MLP residuals on tokens."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 8,
+        splits: int = 4,
+        mlp_ratio: float = 0.25,
+        attention: AttentionImpl = "sdpa",
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = EMHA(dim, heads, splits, attention)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, int(dim * mlp_ratio))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """``[B, N, dim]`` → ``[B, N, dim]``."""
+        t = t + self.attn(self.norm1(t))
+        return t + self.mlp(self.norm2(t))
+
+
+class LTB(nn.Module):
+    """Lightweight transformer backbone (Sec. 3.3): unfold to 3×3-patch tokens, ``n_et`` ETs, fold
+    back, 3×3 convolution. With ``n_et=0`` (ablation) the tokens are skipped and only the
+    convolution remains."""
+
+    def __init__(
+        self,
+        n_feats: int,
+        n_et: int = 1,
+        heads: int = 8,
+        splits: int = 4,
+        mlp_ratio: float = 0.25,
+        attention: AttentionImpl = "sdpa",
+    ) -> None:
+        super().__init__()
+        dim = 9 * n_feats
+        self.ets = nn.ModuleList(
+            EfficientTransformer(dim, heads, splits, mlp_ratio, attention) for _ in range(n_et)
+        )
+        self.conv = conv3x3(n_feats, n_feats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.ets) > 0:
+            t = feature_to_tokens(x)
+            for et in self.ets:
+                t = et(t)
+            x = tokens_to_feature(t, (x.shape[-2], x.shape[-1]))
+        return self.conv(x)
