@@ -1,0 +1,302 @@
+"""Read an ablation sweep back: ``python -m esrt_lit.report DIR``.
+
+``DIR`` is a Hydra multirun directory (each job folder holds ``.hydra/`` and the ``metrics.json``
+that training writes) or a folder of W&B offline runs (``offline-run-*``, read without network).
+Writes ``report.md`` (one row per run: the overridden knobs, parameters, MACs, latency, PSNR/SSIM
+per benchmark, best marked, the paper's figure beside the released configuration),
+``report.csv`` and PNG plots of PSNR against parameters and against MACs, each run labelled.
+When a W&B run is active the table is logged to it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from esrt_lit.reference import PAPER_ESRT
+from esrt_lit.wandb_offline import read_offline_run
+
+log = logging.getLogger(__name__)
+
+METRIC_KEY = re.compile(r"^val/(?P<bench>[^/]+)/(?P<metric>psnr|ssim)$")
+RELEASED = {
+    "n_feats": 32,
+    "n_hpb": 3,
+    "n_et": 1,
+    "et_heads": 8,
+    "attn_splits": 4,
+    "mlp_ratio": 0.25,
+    "rsa": True,
+    "hfm": True,
+    "low_repeats": 5,
+}
+OUTPUTS = ("report.md", "report.csv", "psnr_vs_params.png", "psnr_vs_macs.png")
+
+
+@dataclass
+class Run:
+    """One finished run of a sweep."""
+
+    path: Path
+    overrides: dict[str, str]
+    metrics: dict[str, Any]
+    model: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scale(self) -> int | None:
+        scale = self.model.get("scale", self.metrics.get("scale"))
+        return int(scale) if scale is not None else None
+
+    def score(self, bench: str, metric: str) -> float | None:
+        value = self.metrics.get(f"val/{bench}/{metric}")
+        return float(value) if value is not None else None
+
+    @property
+    def is_released(self) -> bool:
+        return bool(self.model) and all(self.model.get(k, v) == v for k, v in RELEASED.items())
+
+
+def _parse_overrides(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def _hydra_run(metrics_file: Path) -> Run:
+    run_dir = metrics_file.parent
+    try:
+        metrics = json.loads(metrics_file.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{metrics_file}: not valid JSON ({err}); expected the metrics.json written by training"
+        ) from err
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    config_file = run_dir / ".hydra" / "config.yaml"
+    overrides = (
+        list(OmegaConf.load(overrides_file)) if overrides_file.is_file() else metrics.get("overrides", [])
+    )
+    model = {}
+    if config_file.is_file():
+        cfg = OmegaConf.load(config_file)
+        if "model" in cfg:
+            model = OmegaConf.to_container(cfg.model, resolve=False)
+            if not isinstance(model.get("scale"), int) and isinstance(cfg.get("scale"), int):
+                model["scale"] = cfg.scale
+    return Run(run_dir, _parse_overrides([str(o) for o in overrides]), metrics, model)
+
+
+def _wandb_run(run_dir: Path) -> Run:
+    offline = read_offline_run(run_dir)
+    model = offline.config.get("model") if isinstance(offline.config.get("model"), dict) else {}
+    if "scale" not in model and isinstance(offline.config.get("scale"), int):
+        model = {**model, "scale": offline.config["scale"]}
+    overrides = offline.summary.get("overrides") or offline.config.get("overrides") or []
+    return Run(run_dir, _parse_overrides([str(o) for o in overrides]), dict(offline.summary), model)
+
+
+def collect_runs(root: str | Path) -> list[Run]:
+    """Every finished run under ``root``: Hydra job folders with ``metrics.json`` first; W&B offline
+    runs only where no Hydra job folder encloses them.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        ValueError: no run found under ``root``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"sweep directory not found: {root}")
+    runs = [_hydra_run(f) for f in sorted(root.rglob("metrics.json"))]
+    hydra_dirs = [r.path for r in runs]
+    for wb in sorted(root.rglob("offline-run-*")):
+        if wb.is_dir() and not any(d in wb.parents for d in hydra_dirs):
+            runs.append(_wandb_run(wb))
+    if not runs:
+        raise ValueError(
+            f"{root}: no run found (expected job folders with metrics.json, or W&B offline-run-* folders)"
+        )
+    return sorted(runs, key=lambda r: str(r.path))
+
+
+def _knob_columns(runs: list[Run]) -> list[str]:
+    """Overridden keys that differ between runs (all overridden keys when there is one run)."""
+    keys = sorted(
+        {k for r in runs for k in r.overrides} - {"hydra.job.num", "hydra.sweep.dir", "hydra.run.dir"}
+    )
+    varying = [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]
+    return varying or keys
+
+
+def _benchmarks(runs: list[Run]) -> list[str]:
+    found: list[str] = []
+    for run in runs:
+        for key in run.metrics:
+            match = METRIC_KEY.match(key)
+            if match and match["bench"] not in found:
+                found.append(match["bench"])
+    return found
+
+
+def build_table(runs: list[Run]) -> tuple[list[str], list[list[Any]], dict[str, int]]:
+    """Columns, rows (raw values) and, per benchmark, the index of the best-PSNR row."""
+    knobs, benches = _knob_columns(runs), _benchmarks(runs)
+    columns = ["run", *knobs, "params", "macs_G", "macs_paper_G", "latency_128_ms"]
+    for bench in benches:
+        columns += [f"{bench}/psnr", f"{bench}/ssim", f"{bench}/paper"]
+    rows = []
+    for run in runs:
+        m = run.metrics
+        row: list[Any] = [run.path.name, *(run.overrides.get(k, "") for k in knobs)]
+        row += [
+            m.get("params"),
+            m["macs"] / 1e9 if m.get("macs") is not None else None,
+            m["macs_paper"] / 1e9 if m.get("macs_paper") is not None else None,
+            m.get("latency_128_ms"),
+        ]
+        for bench in benches:
+            paper = PAPER_ESRT.get(run.scale or 0, {}).get(bench) if run.is_released else None
+            row += [
+                run.score(bench, "psnr"),
+                run.score(bench, "ssim"),
+                f"{paper[0]:.2f}/{paper[1]:.4f}" if paper else "",
+            ]
+        rows.append(row)
+    best = {}
+    for bench in benches:
+        scored = [
+            (run.score(bench, "psnr"), i)
+            for i, run in enumerate(runs)
+            if run.score(bench, "psnr") is not None
+        ]
+        if scored:
+            best[bench] = max(scored)[1]
+    return columns, rows, best
+
+
+def _fmt(value: Any, column: str) -> str:
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, float):
+        if column.endswith("/ssim"):
+            return f"{value:.4f}"
+        if column.endswith("_G") or column.endswith("/psnr") or column.endswith("_ms"):
+            return f"{value:.2f}"
+    if column == "params" and isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def to_markdown(columns: list[str], rows: list[list[Any]], best: dict[str, int], title: str) -> str:
+    """Markdown table; the best PSNR/SSIM of each benchmark (by PSNR) in bold."""
+    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for i, row in enumerate(rows):
+        cells = []
+        for col, value in zip(columns, row, strict=True):
+            text = _fmt(value, col)
+            bench = col.split("/")[0]
+            if col.endswith(("/psnr", "/ssim")) and best.get(bench) == i:
+                text = f"**{text}**"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Bold: best PSNR per benchmark. `paper`: the paper's ESRT figure, shown for runs with the released knobs.",
+        "MACs are exact multiply-adds (attention included) and the paper-style count (convolutions and linears only).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(
+    runs: list[Run], rows: list[list[Any]], columns: list[str], x_col: str, x_label: str, path: Path
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    benches = _benchmarks(runs)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    xi = columns.index(x_col)
+    knobs = columns[1 : columns.index("params")]
+    for bench in benches:
+        yi = columns.index(f"{bench}/psnr")
+        pts = [(row[xi], row[yi], row) for row in rows if row[xi] is not None and row[yi] is not None]
+        if not pts:
+            continue
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o", label=bench)
+        for x, y, row in pts:
+            label = (
+                ", ".join(f"{k.removeprefix('model.')}={row[1 + j]}" for j, k in enumerate(knobs)) or row[0]
+            )
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("PSNR (dB, Y)")
+    ax.grid(alpha=0.3)
+    if benches:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(
+    root: str | Path, out_dir: str | Path | None = None, overwrite: bool = False
+) -> dict[str, Path]:
+    """Write report.md, report.csv and the two plots for the sweep under ``root``.
+
+    Raises:
+        FileExistsError: an output exists and ``overwrite`` is False (names the file).
+    """
+    root = Path(root)
+    out = Path(out_dir) if out_dir is not None else root
+    paths = {name: out / name for name in OUTPUTS}
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"report files exist: {', '.join(existing)}; pass --overwrite to replace them")
+    runs = collect_runs(root)
+    columns, rows, best = build_table(runs)
+    out.mkdir(parents=True, exist_ok=True)
+    paths["report.md"].write_text(to_markdown(columns, rows, best, f"Ablation report: {root}"))
+    with paths["report.csv"].open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows([["" if v is None else v for v in row] for row in rows])
+    _plot(runs, rows, columns, "params", "parameters", paths["psnr_vs_params.png"])
+    _plot(runs, rows, columns, "macs_G", "exact MACs (G)", paths["psnr_vs_macs.png"])
+    _log_to_wandb(columns, rows)
+    return paths
+
+
+def _log_to_wandb(columns: list[str], rows: list[list[Any]]) -> None:
+    import wandb
+
+    if wandb.run is not None:
+        wandb.run.log(
+            {"ablation/report": wandb.Table(columns=columns, data=[[str(v) for v in r] for r in rows])}
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m esrt_lit.report", description=__doc__.splitlines()[0])
+    parser.add_argument("dir", help="Hydra multirun directory or folder of W&B offline runs")
+    parser.add_argument("--out", default=None, help="output folder (default: DIR)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing report files")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    paths = write_report(args.dir, args.out, args.overwrite)
+    print(paths["report.md"].read_text())  # noqa: T201 - the CLI's product is this table
+    for name, path in paths.items():
+        log.info("%s: %s", name, path)
+
+
+if __name__ == "__main__":
+    main()
