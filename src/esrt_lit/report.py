@@ -238,6 +238,7 @@ def _plot(
                 ", ".join(f"{k.removeprefix('model.')}={row[1 + j]}" for j, k in enumerate(knobs)) or row[0]
             )
             ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.margins(x=0.15, y=0.1)
     ax.set_xlabel(x_label)
     ax.set_ylabel("PSNR (dB, Y)")
     ax.grid(alpha=0.3)
