@@ -1,0 +1,11 @@
+"""SR metrics as the published tables compute them: per-image PSNR/SSIM on MATLAB Y, border cropped.
+
+The classes live here; their functional twins in :mod:`esrt_lit.metrics.functional` (``psnr``, ``ssim``:
+the package's ``psnr``/``ssim`` names are the class modules, as in torchmetrics).
+"""
+
+from esrt_lit.metrics.color import prepare_for_scoring, quantize, rgb_to_y
+from esrt_lit.metrics.psnr import PSNR, PerImageMeanMetric
+from esrt_lit.metrics.ssim import SSIM
+
+__all__ = ["PSNR", "SSIM", "PerImageMeanMetric", "prepare_for_scoring", "quantize", "rgb_to_y"]
