@@ -24,13 +24,10 @@ from esrt_lit.evaluation import (
     run_benchmarks,
 )
 from esrt_lit.models.bicubic import Bicubic
+from esrt_lit.reference import PAPER_BICUBIC
 
 # Bicubic rows of the published tables (ESRT.md, "Published numbers"): PSNR / SSIM.
-PUBLISHED = {
-    "x2": {"Set5": (33.66, 0.9299), "Set14": (30.24, 0.8688)},
-    "x3": {"Set5": (30.39, 0.8682), "Set14": (27.55, 0.7742)},
-    "x4": {"Set5": (28.42, 0.8104), "Set14": (26.00, 0.7027)},
-}
+PUBLISHED = {f"x{s}": row for s, row in PAPER_BICUBIC.items()}
 # What the Y-first procedure reaches on this copy of the data (ESRT.md, protocol details).
 Y_FIRST = {
     "x2": {"Set5": (33.661, 0.9299), "Set14": (30.232, 0.8687)},
