@@ -1,0 +1,246 @@
+"""The Lightning data module: training patches from any sources, one validation loader per benchmark.
+
+Training follows ESRT's recipe (Lu et al., arXiv 2108.11084, Sec. 4.1): random 48x48 LR patches,
+batch 16, flips and rotations. Validation and test score whole images, batch 1, one DataLoader per
+benchmark, in the order of :attr:`SRDataModule.val_names` / :attr:`SRDataModule.test_names`, so the
+LightningModule can log ``val/<name>/psnr`` from ``dataloader_idx``.
+
+Distributed evaluation: each evaluation loader carries an :class:`EvalDistributedSampler` when a
+process group is up. It splits the images across ranks without padding (a plain
+``DistributedSampler`` repeats images to even out the ranks, which would score them twice), and
+because it is a ``DistributedSampler`` Lightning's ``use_distributed_sampler`` leaves it in place.
+Ranks may then run different numbers of batches, so the LightningModule must not sync per step:
+accumulate per-image sums in torchmetrics states reduced with ``"sum"`` (``psnr_sum``, ``total``)
+and compute at epoch end. The training loader is a plain shuffled loader; Lightning swaps in a
+``DistributedSampler`` under DDP.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from esrt_lit.data.datasets import CacheMode, PairStore, SREvalDataset, SRTrainDataset
+from esrt_lit.data.sources import SkimageSource, Source, build_sources
+
+__all__ = ["EvalDistributedSampler", "SRDataModule"]
+
+log = logging.getLogger(__name__)
+
+
+class EvalDistributedSampler(DistributedSampler):
+    """Rank ``r`` of ``n`` gets images ``r, r + n, r + 2n, ...``: every image exactly once, no padding.
+
+    A rank may get no image of one loader (e.g. Set5 on 8 GPUs); that is fine as long as metrics are
+    reduced at epoch end, not per step. A rank with no image in *any* evaluation loader would skip the
+    validation loop (and its epoch-end collectives) altogether, so keep the total number of evaluation
+    images at least the world size.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int | None = None, rank: int | None = None) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.num_samples = len(range(self.rank, len(dataset), self.num_replicas))  # type: ignore[arg-type]
+        self.total_size = len(dataset)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+
+class SRDataModule(LightningDataModule):
+    """SR data for training, validation and test.
+
+    Every argument is a plain value, so Hydra can build it from YAML (``_target_:
+    esrt_lit.data.SRDataModule``).
+
+    Args:
+        scale: SR factor (2, 3 or 4).
+        train: training source specs (see :mod:`esrt_lit.data.sources`); None = the embedded
+            scikit-image training photos.
+        val: validation source specs, one loader per source (``benchmarks`` expands to one per
+            benchmark); None = the embedded scikit-image validation images; ``[]`` = no validation.
+        test: test source specs; None = the same as ``val``.
+        patch_size: LR patch side (HR patch ``patch_size * scale``).
+        batch_size: training batch size (evaluation always uses 1).
+        repeat: passes over the training images per epoch.
+        iters_per_epoch: if set, an epoch is exactly this many training batches
+            (``iters_per_epoch * batch_size`` samples, cycling over the images; under DDP the batches
+            are split across ranks) and ``repeat`` is ignored. ESRT's code counts epochs of 1000 batches.
+        augment: D4 augmentation (flips, 90° rotations) of training patches.
+        num_workers: training DataLoader worker processes.
+        val_num_workers: evaluation DataLoader workers (default 0: the images are decoded once in the
+            main process and stay cached).
+        cache: ``memory``, ``npy`` (uint8 files in ``cache_dir``, reused across runs and workers) or
+            ``none``; see :class:`~esrt_lit.data.datasets.PairStore`. With ``memory`` the training set
+            is decoded in the main process at ``setup`` (DIV2K takes ~8 GB); use ``npy`` to keep RAM low.
+        cache_dir: folder of the ``npy`` cache (default ``$ESRT_CACHE`` or ``~/.cache/esrt_lit``).
+        pin_memory: pin batches for faster host-to-GPU copies.
+        persistent_workers: keep worker processes between epochs (only when there are workers).
+        seed: seeds the training shuffle and the workers' base seed, and the crop draws when
+            ``num_workers=0``; None leaves them to the global RNGs (``seed_everything``).
+    """
+
+    def __init__(
+        self,
+        scale: int = 4,
+        train: Any = None,
+        val: Any = None,
+        test: Any = None,
+        patch_size: int = 48,
+        batch_size: int = 16,
+        repeat: int = 1,
+        iters_per_epoch: int | None = None,
+        augment: bool = True,
+        num_workers: int = 2,
+        val_num_workers: int = 0,
+        cache: CacheMode = "memory",
+        cache_dir: str | None = None,
+        pin_memory: bool = False,
+        persistent_workers: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)  # stored in checkpoints (scale, sources) for evaluation
+        if int(scale) != scale or scale < 1:
+            raise ValueError(f"scale={scale}; expected a positive integer SR factor")
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}; expected a positive integer")
+        if iters_per_epoch is not None and iters_per_epoch < 1:
+            raise ValueError(f"iters_per_epoch={iters_per_epoch}; expected a positive integer or None")
+        if num_workers < 0 or val_num_workers < 0:
+            raise ValueError(f"num_workers={num_workers}, val_num_workers={val_num_workers}; expected >= 0")
+        self.scale = int(scale)
+        self.train_specs = train if train is not None else [SkimageSource("train")]
+        self.val_specs = val if val is not None else [SkimageSource("val")]
+        self.test_specs = test if test is not None else self.val_specs
+        self.patch_size = patch_size
+        self.batch_size = batch_size
+        self.repeat = repeat
+        self.iters_per_epoch = iters_per_epoch
+        self.augment = augment
+        self.num_workers = num_workers
+        self.val_num_workers = val_num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.seed = seed
+        self.store = PairStore(self.scale, cache, cache_dir)
+        self._val_sources: list[Source] | None = None
+        self._test_sources: list[Source] | None = None
+        self.train_set: SRTrainDataset | None = None
+        self.val_sets: list[SREvalDataset] | None = None
+        self.test_sets: list[SREvalDataset] | None = None
+
+    # -- names ---------------------------------------------------------------------------------------
+    def _val_sources_resolved(self) -> list[Source]:
+        if self._val_sources is None:
+            self._val_sources = build_sources(self.val_specs, allow_empty=True)
+        return self._val_sources
+
+    def _test_sources_resolved(self) -> list[Source]:
+        if self._test_sources is None:
+            self._test_sources = build_sources(self.test_specs, allow_empty=True)
+        return self._test_sources
+
+    @property
+    def val_names(self) -> list[str]:
+        """Names of the validation loaders, in ``val_dataloader()`` order (no image is decoded)."""
+        return [s.label for s in self._val_sources_resolved()]
+
+    @property
+    def test_names(self) -> list[str]:
+        """Names of the test loaders, in ``test_dataloader()`` order (no image is decoded)."""
+        return [s.label for s in self._test_sources_resolved()]
+
+    # -- datasets ------------------------------------------------------------------------------------
+    def _eval_sets(self, sources: list[Source]) -> list[SREvalDataset]:
+        sets = [SREvalDataset(s.records(self.scale), self.store, s.label) for s in sources]
+        for ds in sets:
+            ds.warm()
+        return sets
+
+    def _build_train(self) -> SRTrainDataset:
+        sources = build_sources(self.train_specs, unique_names=False)
+        records = [r for s in sources for r in s.records(self.scale)]
+        length = self.iters_per_epoch * self.batch_size if self.iters_per_epoch is not None else None
+        ds = SRTrainDataset(
+            records,
+            self.store,
+            patch_size=self.patch_size,
+            augment=self.augment,
+            repeat=self.repeat,
+            length=length,
+            seed=self.seed,
+            name="+".join(s.label for s in sources),
+        )
+        if len(ds) < self.batch_size:
+            log.warning(
+                "training set %s has %d items per epoch, fewer than batch_size=%d: one short batch per "
+                "epoch; raise repeat or set iters_per_epoch",
+                ds.name,
+                len(ds),
+                self.batch_size,
+            )
+        ds.warm(threads=max(1, self.num_workers))
+        log.info(
+            "training set %s: %d images, %d items per epoch, x%d", ds.name, len(records), len(ds), self.scale
+        )
+        return ds
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build (once) the datasets that ``stage`` needs and load their images into the cache."""
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = self._build_train()
+        if stage in (None, "fit", "validate") and self.val_sets is None:
+            self.val_sets = self._eval_sets(self._val_sources_resolved())
+        if stage in (None, "test") and self.test_sets is None:
+            self.test_sets = self._eval_sets(self._test_sources_resolved())
+
+    # -- loaders -------------------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            self.setup("fit")
+        ds = self.train_set
+        assert ds is not None
+        generator = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=len(ds) >= self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            generator=generator,
+        )
+
+    def _eval_loader(self, ds: SREvalDataset) -> DataLoader:
+        sampler = None
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            sampler = EvalDistributedSampler(ds)
+        workers = min(self.val_num_workers, len(ds))
+        return DataLoader(
+            ds,
+            batch_size=1,
+            shuffle=False,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and workers > 0,
+        )
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """One loader per validation source (batch 1, in :attr:`val_names` order)."""
+        if self.val_sets is None:
+            self.setup("validate")
+        return [self._eval_loader(ds) for ds in self.val_sets or []]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """One loader per test source (batch 1, in :attr:`test_names` order)."""
+        if self.test_sets is None:
+            self.setup("test")
+        return [self._eval_loader(ds) for ds in self.test_sets or []]

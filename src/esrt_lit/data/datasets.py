@@ -1,0 +1,267 @@
+"""Map-style SR datasets: random aligned patches for training, whole images for evaluation.
+
+Both read ``(LR, HR)`` pairs through a :class:`PairStore`, which decodes each image once and makes
+its LR once: HR is modcropped to a multiple of the scale, and the LR is the stored LR file when the
+source has one (its size checked against the HR), else MATLAB ``imresize(HR, 1/s)`` rounded to
+``uint8`` (ESRT, Lu et al., arXiv 2108.11084, Sec. 4.1: "bicubic degradation"). The store keeps pairs
+in memory (``cache="memory"``), or as ``uint8`` ``.npy`` files in a cache folder keyed by the source
+file's path, mtime, size and the scale (``cache="npy"``, memory-mapped on read, so a second run and
+worker processes never decode or resize again), or nowhere (``cache="none"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from esrt_lit.data.imresize import imresize
+from esrt_lit.data.io import modcrop, read_image
+from esrt_lit.data.sources import ImageRecord
+from esrt_lit.data.transforms import (
+    PairedD4,
+    check_patch_fits,
+    paired_random_crop,
+    to_tensor,
+    to_three_channels,
+)
+
+__all__ = ["CACHE_MODES", "PairStore", "SREvalDataset", "SRTrainDataset", "default_cache_dir"]
+
+log = logging.getLogger(__name__)
+
+CacheMode = Literal["memory", "npy", "none"]
+CACHE_MODES: tuple[str, ...] = ("memory", "npy", "none")
+# Part of every LR cache key: bump it when the degradation (imresize) changes.
+_DEGRADATION_VERSION = "matlab-bicubic-v1"
+
+
+def default_cache_dir() -> Path:
+    """``$ESRT_CACHE``, else ``$XDG_CACHE_HOME/esrt_lit``, else ``~/.cache/esrt_lit``."""
+    if os.environ.get("ESRT_CACHE"):
+        return Path(os.environ["ESRT_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "esrt_lit"
+
+
+def _file_key(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_mtime_ns}|{stat.st_size}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` atomically (a temporary sibling, then a rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as f:
+        np.save(f, np.ascontiguousarray(array))
+    os.replace(tmp, path)
+
+
+class PairStore:
+    """Decoded ``(LR, HR)`` ``uint8`` HWC pairs for one scale, made once and cached.
+
+    Args:
+        scale: SR factor ``s``.
+        cache: ``memory`` (arrays kept in this process; forked DataLoader workers inherit what the
+            main process loaded), ``npy`` (``uint8`` ``.npy`` files in ``cache_dir``, memory-mapped),
+            or ``none`` (decode on every access).
+        cache_dir: folder of the ``npy`` cache (default :func:`default_cache_dir`).
+    """
+
+    def __init__(self, scale: int, cache: CacheMode = "memory", cache_dir: str | Path | None = None) -> None:
+        if cache not in CACHE_MODES:
+            raise ValueError(f"cache={cache!r}; expected one of {', '.join(CACHE_MODES)}")
+        if int(scale) != scale or scale < 1:
+            raise ValueError(f"scale={scale}; expected a positive integer")
+        self.scale = int(scale)
+        self.cache = cache
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        if cache == "npy":
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._pairs: dict[ImageRecord, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if self.cache == "npy":  # memory maps are reopened, not pickled as copies, in spawned workers
+            state["_pairs"] = {}
+        return state
+
+    def get(self, record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+        """``(lr (h, w, C), hr (h*s, w*s, C))`` for ``record``, HR modcropped to a multiple of ``s``."""
+        pair = self._pairs.get(record)
+        if pair is None:
+            pair = self._load_npy(record) if self.cache == "npy" else self._decode(record)
+            if self.cache != "none":
+                self._pairs[record] = pair
+        return pair
+
+    def _decode(self, record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+        hr = modcrop(read_image(record.hr), self.scale)
+        return self._lr_for(record, hr), hr
+
+    def _lr_for(self, record: ImageRecord, hr: np.ndarray) -> np.ndarray:
+        s = self.scale
+        if record.lr is None:
+            return imresize(hr, 1 / s)
+        lr = read_image(record.lr)
+        (h, w), (big_h, big_w) = lr.shape[:2], hr.shape[:2]
+        if (h * s, w * s) != (big_h, big_w):
+            raise ValueError(
+                f"LR/HR sizes do not match x{s}: LR {record.lr} is {w}x{h}, HR {record.hr} is {big_w}x{big_h} "
+                f"after modcrop; expected LR {big_w // s}x{big_h // s} (or HR {w * s}x{h * s})"
+            )
+        if lr.shape[2] != hr.shape[2]:
+            raise ValueError(
+                f"LR {record.lr} has {lr.shape[2]} channel(s), HR {record.hr} has {hr.shape[2]}; expected the same"
+            )
+        return lr
+
+    def _load_npy(self, record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+        hr_key = _file_key(record.hr)
+        lr_key = f"{hr_key}|{_file_key(record.lr) if record.lr else _DEGRADATION_VERSION}|x{self.scale}"
+        hr_path = self.cache_dir / f"{record.hr.stem}-{_digest(hr_key)}.hr.npy"
+        lr_path = self.cache_dir / f"{record.hr.stem}-{_digest(lr_key)}.lr_x{self.scale}.npy"
+        if hr_path.is_file():
+            hr = modcrop(np.load(hr_path, mmap_mode="r"), self.scale)
+        else:
+            full = read_image(record.hr)
+            _save_npy(hr_path, full)
+            hr = modcrop(full, self.scale)
+        if lr_path.is_file():
+            lr = np.load(lr_path, mmap_mode="r")
+        else:
+            lr = self._lr_for(record, hr)
+            _save_npy(lr_path, lr)
+            log.debug("cached %s", lr_path)
+        return lr, hr
+
+    def warm(self, records: list[ImageRecord], threads: int = 1) -> None:
+        """Load every record now (errors surface here; workers forked later inherit the arrays)."""
+        if self.cache == "none":
+            return
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            list(pool.map(self.get, records))
+
+
+class _PairDataset(Dataset):
+    def __init__(self, records: list[ImageRecord], store: PairStore, name: str) -> None:
+        if not records:
+            raise ValueError(f"dataset {name!r}: no images")
+        self.records = list(records)
+        self.store = store
+        self.scale = store.scale
+        self.name = name
+
+    def warm(self, threads: int = 1) -> None:
+        """Decode and degrade every image now (see :meth:`PairStore.warm`)."""
+        self.store.warm(self.records, threads)
+
+
+class SRTrainDataset(_PairDataset):
+    """Random aligned ``(LR, HR)`` patches with D4 augmentation.
+
+    Item ``i`` comes from image ``i % n_images``; the dataset is ``repeat`` times the image list (or
+    exactly ``length`` items) so that an epoch of a small set is long enough.
+
+    Args:
+        records: the images.
+        store: the pair store (decides the scale and the cache).
+        patch_size: LR patch side ``p`` (HR patch ``p * s``).
+        augment: apply a random element of D4 (flips, 90° rotations, transposes) to both patches.
+        repeat: passes over the image list per epoch.
+        length: number of items per epoch instead of ``repeat``.
+        seed: seed of the crop/augmentation draws in the main process (``num_workers=0``); DataLoader
+            workers draw from their own torch RNG, which the DataLoader seeds per worker.
+        name: the dataset's name (for messages).
+
+    Returns (per item):
+        ``{"lr": float32 (3, p, p), "hr": float32 (3, p*s, p*s)}`` in [0, 1]; grey images are repeated
+        to three channels.
+    """
+
+    def __init__(
+        self,
+        records: list[ImageRecord],
+        store: PairStore,
+        patch_size: int = 48,
+        augment: bool = True,
+        repeat: int = 1,
+        length: int | None = None,
+        seed: int | None = None,
+        name: str = "train",
+    ) -> None:
+        super().__init__(records, store, name)
+        if patch_size < 1:
+            raise ValueError(f"patch_size={patch_size}; expected a positive LR patch side")
+        if repeat < 1:
+            raise ValueError(f"repeat={repeat}; expected a positive integer")
+        if length is not None and length < 1:
+            raise ValueError(f"length={length}; expected a positive number of items or None")
+        self.patch_size = patch_size
+        self.augment = augment
+        self.repeat = repeat
+        self.length = length
+        self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self._d4 = PairedD4()
+
+    def __len__(self) -> int:
+        return self.length if self.length is not None else len(self.records) * self.repeat
+
+    def _load(self, record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+        lr, hr = self.store.get(record)
+        check_patch_fits(lr, self.patch_size, self.scale, record.hr)
+        return lr, hr
+
+    def warm(self, threads: int = 1) -> None:
+        """Load every image now and check that each is at least one patch large."""
+        super().warm(threads)
+        if self.store.cache != "none":
+            for record in self.records:
+                self._load(record)
+
+    def _draw_seed(self) -> int:
+        generator = self._generator if get_worker_info() is None else None
+        return int(torch.randint(0, 2**62, (1,), generator=generator))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        record = self.records[index % len(self.records)]
+        lr, hr = self._load(record)
+        seed = self._draw_seed()
+        lr_patch, hr_patch, _ = paired_random_crop(
+            lr, hr, self.patch_size, self.scale, np.random.default_rng(seed)
+        )
+        lr_patch, hr_patch = np.ascontiguousarray(lr_patch), np.ascontiguousarray(hr_patch)
+        if self.augment:
+            lr_patch, hr_patch = self._d4(lr_patch, hr_patch, seed)
+        return {"lr": to_tensor(to_three_channels(lr_patch)), "hr": to_tensor(to_three_channels(hr_patch))}
+
+
+class SREvalDataset(_PairDataset):
+    """Whole images for validation and test (batch size 1).
+
+    Returns (per item):
+        ``{"lr": float32 (3, h, w), "hr": float32 (C, h*s, w*s), "name": str}`` in [0, 1]. The HR keeps
+        its channels (``C = 1`` for a grey image, scored as is); the LR of a grey image is repeated to
+        three channels for the network.
+    """
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        lr, hr = self.store.get(record)
+        return {"lr": to_tensor(to_three_channels(lr)), "hr": to_tensor(hr), "name": record.name}
