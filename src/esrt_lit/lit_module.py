@@ -1,0 +1,380 @@
+"""The LightningModule that trains and scores an SR network (ESRT, Lu et al., arXiv 2108.11084).
+
+Defaults follow the released training recipe (Sec. 4.1 and the authors' code): L1 loss, Adam
+(lr 2e-4, betas 0.9/0.999), learning rate halved every 200 epochs. Validation and test score every
+benchmark loader with the protocol of the published tables (:mod:`esrt_lit.metrics`: MATLAB Y,
+``scale`` pixels cropped, 8-bit rounding, mean of per-image values) and log
+``{stage}/{benchmark}/{psnr|ssim}``. Validation also logs a few fixed crops as
+``bicubic | network | ground truth`` images.
+
+The network's constructor arguments are saved as hyper-parameters (``net``: a ``_target_`` mapping),
+so :func:`load_net_from_checkpoint` rebuilds it from a checkpoint with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch import LightningModule
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from esrt_lit.metrics import PSNR, SSIM
+from esrt_lit.models.bicubic import Bicubic
+
+__all__ = ["CharbonnierLoss", "SRLitModule", "describe_net", "load_net_from_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+EMA_PREFIX = "net_ema.module."
+NET_PREFIX = "net."
+METRICS = ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")
+
+
+class CharbonnierLoss(nn.Module):
+    """Charbonnier loss ``mean(sqrt((x - y)² + eps²))``, a differentiable L1.
+
+    Args:
+        eps: smoothing constant.
+    """
+
+    def __init__(self, eps: float = 1e-3) -> None:
+        super().__init__()
+        if eps <= 0:
+            raise ValueError(f"CharbonnierLoss: eps={eps}; expected > 0")
+        self.eps = eps
+
+    def forward(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt((preds - target).pow(2) + self.eps**2).mean()
+
+
+def describe_net(net: nn.Module) -> dict[str, Any] | None:
+    """``{"_target_": "module.Class", **net.config}`` for a network exposing a ``config`` dict, else None."""
+    config = getattr(net, "config", None)
+    if not isinstance(config, Mapping):
+        return None
+    return {"_target_": f"{type(net).__module__}.{type(net).__qualname__}", **config}
+
+
+def _plain(value: Any) -> Any:
+    """Hydra/OmegaConf containers to plain Python (checkpoints stay ``weights_only``-loadable)."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+class SRLitModule(LightningModule):
+    """Train, validate and test a super-resolution network.
+
+    Args:
+        net: the network, ``[B, 3, h, w]`` in [0, 1] → ``[B, 3, h·s, w·s]``; must have an integer
+            ``scale`` attribute or ``config["scale"]``.
+        loss: pixel loss ``(sr, hr) -> scalar`` (default L1, as released).
+        optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``; default Adam 2e-4, betas 0.9/0.999).
+        scheduler: ``optimizer -> LRScheduler`` or None (a Hydra ``_partial_``).
+        scheduler_interval: ``epoch`` or ``step``.
+        ema_decay: keep an exponential moving average of the weights with this decay (e.g. 0.999)
+            and validate, test and export it; None disables it.
+        compile: ``torch.compile`` the network for training.
+        log_images: how many images of the first validation set are logged as crops per validation.
+        image_crop: side of the logged crops, in LR pixels.
+        net_config: the network's ``_target_`` mapping, saved so a checkpoint can rebuild it (default:
+            :func:`describe_net` of ``net``).
+
+    Raises:
+        ValueError: a network without a scale, or an invalid option.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "epoch",
+        ema_decay: float | None = None,
+        compile: bool = False,
+        log_images: int = 3,
+        image_crop: int = 48,
+        net_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler_interval={scheduler_interval!r}; expected 'epoch' or 'step'")
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"ema_decay={ema_decay}; expected a number in (0, 1) or null")
+        if log_images < 0 or image_crop < 1:
+            raise ValueError(f"log_images={log_images}, image_crop={image_crop}; expected >= 0 and >= 1")
+        scale = getattr(net, "scale", None) or (getattr(net, "config", None) or {}).get("scale")
+        if not isinstance(scale, int) or scale < 1:
+            raise ValueError(f"{type(net).__name__} has no integer 'scale' attribute; the SR module needs it")
+        config = _plain(net_config) if net_config is not None else describe_net(net)
+        self.save_hyperparameters(
+            {
+                "net": config,
+                "scheduler_interval": scheduler_interval,
+                "ema_decay": ema_decay,
+                "compile": compile,
+                "log_images": log_images,
+                "image_crop": image_crop,
+            },
+            logger=False,
+        )
+        self.net = net
+        self.scale = scale
+        self.loss_fn = loss if loss is not None else nn.L1Loss()
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.net_ema: AveragedModel | None = None
+        if ema_decay is not None:
+            self.net_ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            self.net_ema.requires_grad_(False)
+        self.bicubic = Bicubic(scale)
+        self.val_names: list[str] = []
+        self.test_names: list[str] = []
+        self.val_metrics = nn.ModuleDict()
+        self.test_metrics = nn.ModuleDict()
+        #: bicubic's scores per stage and set, ``{"val": {"Set5": {"psnr": ..., "ssim": ...}}, "test": ...}``
+        self.bicubic_scores: dict[str, dict[str, dict[str, float]]] = {"val": {}, "test": {}}
+        #: the latest evaluation scores in full precision, ``{"val/Set5/psnr": 32.1, ...}``
+        self.scores: dict[str, float] = {}
+        self._restored_best: dict[str, float] = {}  # val/<set>/psnr_best of a checkpoint being resumed
+        self._bicubic_crops: dict[str, torch.Tensor] = {}
+        self._panels: list[tuple[str, torch.Tensor]] = []
+
+    # -- networks --------------------------------------------------------------------------------------
+    @property
+    def eval_net(self) -> nn.Module:
+        """The network used for validation, test and export: the EMA copy when enabled."""
+        return self.net_ema.module if self.net_ema is not None else self.net
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.eval_net(lr)
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        self.val_names = self._names(dm, "val_names", "val_dataloader")
+        self.test_names = self._names(dm, "test_names", "test_dataloader")
+        self.val_metrics = self._metric_dict(self.val_names)
+        self.test_metrics = self._metric_dict(self.test_names)
+        if self.hparams.get("compile") and stage == "fit":
+            self.net = torch.compile(self.net)
+
+    @staticmethod
+    def _names(dm: Any, attr: str, hook: str) -> list[str]:
+        names = list(getattr(dm, attr, None) or [])
+        if not names and dm is not None and hasattr(dm, hook):
+            names = [f"{hook.split('_')[0]}{i}" for i in range(len(getattr(dm, hook)()))]
+        return names
+
+    def _metric_dict(self, names: list[str]) -> nn.ModuleDict:
+        """Per set: the network's and bicubic's PSNR/SSIM, reduced across processes at epoch end."""
+        return nn.ModuleDict(
+            {
+                self._key(n): nn.ModuleDict({k: (PSNR if "psnr" in k else SSIM)(self.scale) for k in METRICS})
+                for n in names
+            }
+        )
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return name.replace(".", "_")
+
+    # -- training --------------------------------------------------------------------------------------
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        sr = self.net(batch["lr"])
+        loss = self.loss_fn(sr.float(), batch["hr"].float())
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(sr))
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=False)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.net_ema is not None:
+            self.net_ema.update_parameters(self.net)
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(
+                f"{type(self.net).__name__} has no trainable parameters (model=bicubic cannot be trained; "
+                "score it with `python -m esrt_lit.eval model=bicubic`)"
+            )
+        factory = self.optimizer_factory or (lambda p: torch.optim.Adam(p, lr=2e-4, betas=(0.9, 0.999)))
+        optimizer = factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": self.scheduler_factory(optimizer),
+                "interval": self.hparams["scheduler_interval"],
+                "frequency": 1,
+            },
+        }
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def _super_resolve(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.eval_net(lr).float().clamp(0, 1)
+
+    def _score(self, entry: nn.ModuleDict, sr: torch.Tensor, hr: torch.Tensor, prefix: str = "") -> None:
+        entry[f"{prefix}psnr"].update(sr, hr)
+        entry[f"{prefix}ssim"].update(sr, hr)
+
+    def on_validation_epoch_start(self) -> None:
+        self._panels = []
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        name = self.val_names[dataloader_idx]
+        entry = self.val_metrics[self._key(name)]
+        sr = self._super_resolve(batch["lr"])
+        self._score(entry, sr, batch["hr"])
+        if name not in self.bicubic_scores["val"]:  # once per run: a constant reference line
+            self._score(entry, self.bicubic(batch["lr"].float()).clamp(0, 1), batch["hr"], "bicubic_")
+        if dataloader_idx == 0 and batch_idx < self.hparams["log_images"] and self.trainer.is_global_zero:
+            image = str(batch.get("name", [f"image{batch_idx}"])[0])
+            self._panels.append((image, self._panel(image, batch["lr"], sr, batch["hr"])))
+
+    def _compute(self, entry: nn.ModuleDict, prefix: str = "") -> dict[str, float]:
+        """Compute (synced across processes) and reset ``{prefix}psnr`` and ``{prefix}ssim``."""
+        values = {}
+        for metric in ("psnr", "ssim"):
+            with warnings.catch_warnings():  # a set a rank saw no image of is fine: states are synced
+                warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
+                values[metric] = float(entry[f"{prefix}{metric}"].compute())
+            entry[f"{prefix}{metric}"].reset()
+        return values
+
+    def _log_epoch(self, name: str, value: float) -> None:
+        # torchmetrics already reduced the value across processes, so it is the same on every rank;
+        # sync_dist (a mean of equal values) only tells Lightning so
+        self.log(name, value, add_dataloader_idx=False, sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        sanity = self.trainer.sanity_checking
+        for name in self.val_names:
+            entry = self.val_metrics[self._key(name)]
+            scores = self._compute(entry)
+            if name not in self.bicubic_scores["val"]:
+                bicubic = self._compute(entry, "bicubic_")
+                if not sanity and not math.isnan(bicubic["psnr"]):
+                    self.bicubic_scores["val"][name] = bicubic
+            if sanity or math.isnan(scores["psnr"]):
+                continue
+            # the best so far, carried over a resume by the checkpoint (on_save/on_load_checkpoint)
+            previous = self.scores.get(f"val/{name}/psnr_best", self._restored_best.get(name, -math.inf))
+            scores["psnr_best"] = max(previous, scores["psnr"])
+            for metric, value in scores.items():
+                self.scores[f"val/{name}/{metric}"] = value
+                self._log_epoch(f"val/{name}/{metric}", value)
+            if name in self.bicubic_scores["val"]:
+                self._log_epoch(f"val/{name}/psnr_bicubic", self.bicubic_scores["val"][name]["psnr"])
+        if not sanity:
+            self._log_panels()
+        self._panels = []
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        best = {n: self.scores.get(f"val/{n}/psnr_best") for n in self.val_names}
+        checkpoint["val_psnr_best"] = {n: v for n, v in best.items() if v is not None}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._restored_best = dict(checkpoint.get("val_psnr_best", {}))
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        entry = self.test_metrics[self._key(self.test_names[dataloader_idx])]
+        self._score(entry, self._super_resolve(batch["lr"]), batch["hr"])
+        self._score(entry, self.bicubic(batch["lr"].float()).clamp(0, 1), batch["hr"], "bicubic_")
+
+    def on_test_epoch_end(self) -> None:
+        for name in self.test_names:
+            entry = self.test_metrics[self._key(name)]
+            scores = self._compute(entry)
+            self.bicubic_scores["test"][name] = self._compute(entry, "bicubic_")
+            for metric, value in scores.items():
+                self.scores[f"test/{name}/{metric}"] = value
+                self._log_epoch(f"test/{name}/{metric}", value)
+            self._log_epoch(f"test/{name}/psnr_bicubic", self.bicubic_scores["test"][name]["psnr"])
+
+    # -- images ------------------------------------------------------------------------------------------
+    def _panel(self, image: str, lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        """``bicubic | network | ground truth`` of a centred crop, ``[3, c·s, 3·c·s + 4]`` in [0, 1]."""
+        s, c = self.scale, self.hparams["image_crop"]
+        h, w = lr.shape[-2:]
+        ch, cw = min(c, h), min(c, w)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        window = (slice(None), slice(None), slice(top * s, (top + ch) * s), slice(left * s, (left + cw) * s))
+        if image not in self._bicubic_crops:
+            self._bicubic_crops[image] = self.bicubic(lr.float()).clamp(0, 1)[window][0].cpu()
+        tiles = [self._bicubic_crops[image], sr[window][0].cpu(), hr[window][0].float().cpu()]
+        tiles = [t.expand(3, -1, -1) if t.shape[0] == 1 else t for t in tiles]
+        gap = torch.ones(3, tiles[0].shape[1], 2)
+        return torch.cat([tiles[0], gap, tiles[1], gap, tiles[2]], dim=-1)
+
+    def _log_panels(self) -> None:
+        if not self._panels or not self.trainer.is_global_zero:
+            return
+        name = self.val_names[0]
+        for logger in self.loggers:
+            kind = type(logger).__name__
+            if kind == "WandbLogger":
+                logger.log_image(
+                    key=f"val/{name}/samples",
+                    images=[p for _, p in self._panels],
+                    caption=[
+                        f"{img}: bicubic | {type(self.net).__name__} | ground truth"
+                        for img, _ in self._panels
+                    ],
+                    step=self.global_step,
+                )
+            elif kind == "TensorBoardLogger":
+                for img, panel in self._panels:
+                    logger.experiment.add_image(f"val/{name}/{img}", panel, self.global_step)
+
+
+def load_net_from_checkpoint(path: str | Path, prefer_ema: bool = True) -> nn.Module:
+    """Rebuild the network of a checkpoint written by :class:`SRLitModule`, in eval mode.
+
+    The network is built from the ``net`` hyper-parameter (a ``_target_`` mapping) and loaded with
+    the EMA weights when the checkpoint has them (``prefer_ema``), else the trained weights. The file
+    is read with ``torch.load(weights_only=True)``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not an :class:`SRLitModule` checkpoint, or its weights do not fit the network.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, Mapping) else None
+    config = (hparams or {}).get("net")
+    if not isinstance(config, Mapping) or "_target_" not in config:
+        raise ValueError(
+            f"{path}: no 'net' hyper-parameter with a _target_; expected a checkpoint written by "
+            "esrt_lit.lit_module.SRLitModule (released ESRT weights load with ESRT.from_official_checkpoint)"
+        )
+    net = instantiate(dict(config))
+    state = ckpt["state_dict"]
+    prefix = EMA_PREFIX if prefer_ema and any(k.startswith(EMA_PREFIX) for k in state) else NET_PREFIX
+    weights = {
+        k[len(prefix) :].replace("_orig_mod.", ""): v for k, v in state.items() if k.startswith(prefix)
+    }
+    try:
+        net.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: the '{prefix}' weights do not fit {config['_target_']}: {err}") from err
+    log.info(
+        "loaded %s (%s weights) from %s",
+        type(net).__name__,
+        "EMA" if prefix == EMA_PREFIX else "trained",
+        path,
+    )
+    return net.eval()

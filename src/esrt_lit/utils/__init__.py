@@ -1,0 +1,30 @@
+"""Plumbing of the Hydra entry points: resolvers, instantiators, logging, checkpoints, resumable data."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "AtomicCheckpointIO": "esrt_lit.utils.checkpoint",
+    "ConfigError": "esrt_lit.utils.task",
+    "ResumableDataLoader": "esrt_lit.utils.resumable",
+    "ResumableSRDataModule": "esrt_lit.utils.resumable",
+    "extras": "esrt_lit.utils.task",
+    "get_metric_value": "esrt_lit.utils.task",
+    "instantiate_callbacks": "esrt_lit.utils.instantiators",
+    "instantiate_loggers": "esrt_lit.utils.instantiators",
+    "log_hyperparameters": "esrt_lit.utils.logging_utils",
+    "net_stats": "esrt_lit.utils.logging_utils",
+    "register_resolvers": "esrt_lit.utils.resolvers",
+    "resolve_ckpt_path": "esrt_lit.utils.checkpoint",
+    "task_wrapper": "esrt_lit.utils.task",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'esrt_lit.utils' has no attribute {name!r}")
