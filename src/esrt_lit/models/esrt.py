@@ -72,6 +72,11 @@ class ESRT(nn.Module):
         attention: ``"sdpa"`` (fused, default) or ``"explicit"`` (softmax(QKᵀ)V written out, as
             released); both compute the same function.
 
+    Attributes:
+        channels_last: on CPU, run on channels-last (NHWC) activations, which oneDNN convolves
+            faster (see docs/performance.md); the output is returned contiguous. Not an architecture
+            knob (not in ``config``, no effect on the weights); False gives the released NCHW layout.
+
     Raises:
         ValueError: a knob outside its allowed values, naming the knob.
     """
@@ -139,6 +144,7 @@ class ESRT(nn.Module):
         self.body_scale = Scale(rsa)
         self.body_conv = conv3x3(n_feats, n_feats)
         self.ir = IR(n_feats, scale)
+        self.channels_last = True
 
     @staticmethod
     def _check_attention(attention: str) -> None:
@@ -175,9 +181,13 @@ class ESRT(nn.Module):
                 f"input of {h}×{w} pixels is too small; ESRT needs height and width >= {self.min_size}"
                 f" and at least attn_splits={self.config['attn_splits']} pixels"
             )
+        nhwc = self.channels_last and x.device.type == "cpu" and not torch.onnx.is_in_onnx_export()
+        if nhwc:
+            x = x.contiguous(memory_format=torch.channels_last)
         f0 = self.sfe(x)
         body = self.body_conv(self.skip_scale(f0) + self.body_scale(self.ltb(self.lcb(f0))))
-        return self.ir(body, f0)
+        out = self.ir(body, f0)
+        return out.contiguous() if nhwc else out
 
     @classmethod
     def from_official_checkpoint(

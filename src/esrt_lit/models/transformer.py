@@ -18,13 +18,34 @@ from esrt_lit.models.layers import conv3x3
 AttentionImpl = Literal["sdpa", "explicit"]
 
 
-def feature_to_tokens(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) → (B, H·W, 9C): 3×3 patches with zero padding 1, stride 1."""
+def _patch_kernel(channels: int, like: torch.Tensor) -> torch.Tensor:
+    """``[9C, 1, 3, 3]`` one-hot kernel: output channel ``9c + 3i + j`` picks pixel ``(i, j)`` of channel ``c``."""
+    return torch.eye(9, dtype=like.dtype, device=like.device).reshape(9, 1, 3, 3).repeat(channels, 1, 1, 1)
+
+
+def feature_to_tokens(x: torch.Tensor, channels: int | None = None) -> torch.Tensor:
+    """(B, C, H, W) → (B, H·W, 9C): 3×3 patches with zero padding 1, stride 1.
+
+    Under ONNX export the unfold is written as the equivalent grouped convolution with a one-hot
+    kernel, which keeps the height and width dynamic; ``channels`` (C) then fixes the kernel's shape
+    (a traced ``x.shape[1]`` would make it unknown to the exporter).
+    """
+    if torch.onnx.is_in_onnx_export():
+        c = channels if channels is not None else int(x.shape[1])
+        return F.conv2d(x, _patch_kernel(c, x), padding=1, groups=c).flatten(2).transpose(1, 2)
     return F.unfold(x, kernel_size=3, padding=1).transpose(1, 2)
 
 
-def tokens_to_feature(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, H·W, 9C) → (B, C, H, W): 3×3 fold with padding 1; overlapping patches are summed."""
+def tokens_to_feature(t: torch.Tensor, size: tuple[int, int], channels: int | None = None) -> torch.Tensor:
+    """(B, H·W, 9C) → (B, C, H, W): 3×3 fold with padding 1; overlapping patches are summed.
+
+    Under ONNX export the fold is written as the adjoint of :func:`feature_to_tokens`' convolution
+    (a grouped transposed convolution), since ONNX ``Col2Im`` needs a static output size.
+    """
+    if torch.onnx.is_in_onnx_export():
+        c = channels if channels is not None else int(t.shape[2]) // 9
+        cols = t.transpose(1, 2).reshape(t.shape[0], 9 * c, size[0], size[1])
+        return F.conv_transpose2d(cols, _patch_kernel(c, t), padding=1, groups=c)
     return F.fold(t.transpose(1, 2), output_size=size, kernel_size=3, padding=1)
 
 
@@ -43,7 +64,10 @@ def chunked_attention(
 
     The sequence of N tokens is cut with ``torch.split`` semantics into chunks of ``N // splits``
     tokens; when N is not a multiple, the remainder forms one extra, shorter chunk (29×37 tokens and
-    4 splits give 5 chunks), exactly as the released code. Equal chunks run as one batched call.
+    4 splits give 5 chunks), exactly as the released code. With ``"sdpa"`` the equal chunks run as
+    one batched fused call (memory linear in N); ``"explicit"`` attends one chunk at a time with the
+    ``q·kᵀ`` matrix materialised, as the released code does (its memory, ~13–20 GB for a 320×180
+    input, is what the benchmark compares against).
 
     Args:
         q, k, v: ``[B, heads, N, d]``.
@@ -55,12 +79,17 @@ def chunked_attention(
     Returns:
         ``[B, heads, N, d]``.
     """
+    if torch.onnx.is_in_onnx_export():
+        return padded_chunked_attention(q, k, v, splits, scale)
     b, h, n, d = q.shape
     chunk = n // splits
     if chunk < 1:
         raise ValueError(
             f"{n} tokens cannot be cut into attn_splits={splits} chunks; need at least {splits} tokens"
         )
+    if impl == "explicit":
+        chunks = zip(q.split(chunk, dim=2), k.split(chunk, dim=2), v.split(chunk, dim=2), strict=True)
+        return torch.cat([_attend(qc, kc, vc, scale, impl) for qc, kc, vc in chunks], dim=2)
     n_chunks = n // chunk
     n_even = n_chunks * chunk
 
@@ -72,6 +101,41 @@ def chunked_attention(
         rest = _attend(q[:, :, n_even:], k[:, :, n_even:], v[:, :, n_even:], scale, impl)
         out = torch.cat([out, rest], dim=2)
     return out
+
+
+def padded_chunked_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, splits: int, scale: float
+) -> torch.Tensor:
+    """The same function as :func:`chunked_attention` in one shape-generic graph, for ONNX export.
+
+    The sequence is padded to ``ceil(N / chunk) · chunk`` tokens so that the extra short chunk becomes
+    a full one; padded keys are masked out of the softmax and padded queries dropped. Every
+    size is computed from the input's shape, so a graph traced at one size stays correct at any other
+    (the eager path's Python branch on ``N % chunk`` would be frozen by tracing). The softmax
+    ``(q kᵀ · scale)`` is written out, which ONNX runtimes execute as plain MatMul/Softmax.
+
+    Args:
+        q, k, v: ``[B, heads, N, d]``.
+        splits: the split count.
+        scale: softmax temperature.
+
+    Returns:
+        ``[B, heads, N, d]``.
+    """
+    b, h, n, d = q.shape
+    chunk = n // splits
+    groups = (n + chunk - 1) // chunk
+    total = groups * chunk
+    pos = torch.arange(total, device=q.device)
+    key_valid = (pos < n).reshape(groups, 1, chunk)
+    # Gathering with clamped indices pads without a shape-dependent pad width (padded rows repeat the
+    # last token; their keys are masked and their outputs dropped).
+    index = pos.clamp(max=n - 1)
+    q, k, v = (t.index_select(2, index).reshape(b, h, groups, chunk, d) for t in (q, k, v))
+    scores = (q @ k.transpose(-2, -1)) * scale
+    scores = scores.masked_fill(~key_valid, torch.finfo(scores.dtype).min)
+    out = torch.softmax(scores, dim=-1) @ v
+    return out.reshape(b, h, total, d)[:, :, :n]
 
 
 class EMHA(nn.Module):
@@ -161,8 +225,12 @@ class LTB(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.ets) > 0:
-            t = feature_to_tokens(x)
+            c = self.conv.in_channels
+            t = feature_to_tokens(x, c)
             for et in self.ets:
                 t = et(t)
-            x = tokens_to_feature(t, (x.shape[-2], x.shape[-1]))
+            nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+            x = tokens_to_feature(t, (x.shape[-2], x.shape[-1]), c)
+            if nhwc:  # fold returns NCHW; keep the caller's layout for the convolutions that follow
+                x = x.contiguous(memory_format=torch.channels_last)
         return self.conv(x)

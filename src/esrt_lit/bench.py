@@ -1,0 +1,574 @@
+"""One performance table for ESRT, every row measured in the same run.
+
+Usage::
+
+    python -m esrt_lit.bench [--quick | --full] [--json PATH] [--ckpt PATH] [--tile 192] [--threads N]
+
+Paths compared:
+
+- ``default``: this port as it runs by default: fused attention
+  (``scaled_dot_product_attention``) and, on CPU, channels-last activations;
+- ``explicit``: the released computation, ``softmax(q·kᵀ)·v`` written out per chunk on
+  contiguous (NCHW) activations, which materialises an ``N/4 × N/4`` matrix per head;
+- ``tiled``: :func:`esrt_lit.inference.upscale` with ``--tile`` LR tiles and ``--overlap`` pixels.
+
+Columns: exact MACs (attention products included) and the paper's convention (convolutions and
+linear layers only) from :func:`esrt_lit.profiling.count_macs`; wall time (the fastest of a few
+passes after a warm-up, the figure least disturbed by other jobs; one pass for rows above 500 GMAC);
+peak memory above
+the loaded model and input (:class:`esrt_lit.profiling.PeakMemory`); effective GFLOP/s
+(``2 · exact MACs / time``); and on each ``default`` row the ``explicit / default`` ratios of time and
+memory measured in this run. Every heavy measurement runs in a fresh subprocess
+(:func:`esrt_lit.profiling.run_isolated`) under an address-space limit, so an out-of-memory failure
+is a row, not a crash.
+
+Modes: ``--quick`` (about a minute: x4 only, 128×128 and 320×180), the default (x2/x3/x4 at the
+standard sizes 640×360, 427×240, 320×180 and at 128×128; the explicit path at 128×128; the options
+rows; the 3840×2160-output tiled run), and ``--full`` (adds the explicit path at the standard sizes,
+which needs ~13 GB at 320×180 x4, 21 GB per chunk at 427×240 x3 and 106 GB at 640×360 x2, and the
+whole-image 960×540 x4 reference for the tiled run's PSNR difference; ~30 min on 2 cores).
+
+Weights: random (seed 0); timings and memory do not depend on them. The tiled-vs-whole PSNR does:
+``--ckpt`` adds the 960×540 rows for a trained checkpoint (any scale), whose PSNRs against the HR
+photo are meaningful.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from esrt_lit.profiling import PeakMemory, count_macs, run_isolated
+
+__all__ = ["STANDARD_SIZES", "Row", "main", "run_bench"]
+
+log = logging.getLogger(__name__)
+
+#: LR sizes whose SR output is 1280×720, the size of the paper's Multi-Adds column.
+STANDARD_SIZES = {2: (360, 640), 3: (240, 427), 4: (180, 320)}
+SQUARE = (128, 128)
+UHD_LR = (540, 960)  # x4 → 3840×2160
+TRAIN_BATCH, TRAIN_PATCH = 16, 48
+HEAVY_MACS = 500e9  # above this, a row is timed from a single pass
+_SELF = "esrt_lit.bench"
+
+
+@dataclass
+class Row:
+    """One line of the table (None = not applicable); ``note`` carries failures and extra figures."""
+
+    what: str
+    path: str
+    scale: int | None = None
+    lr_hw: tuple[int, int] | None = None
+    macs: int | None = None
+    macs_paper: int | None = None
+    seconds: float | None = None
+    peak_bytes: int | None = None
+    ratio_time: float | None = None
+    ratio_peak: float | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gflops(self) -> float | None:
+        if self.macs is None or not self.seconds:
+            return None
+        return 2 * self.macs / self.seconds / 1e9
+
+
+# ----------------------------------------------------------------------------- workers (subprocesses)
+
+
+def _build(
+    scale: int, attention: str = "sdpa", channels_last: bool = True, train: bool = False, device: str = "cpu"
+) -> Any:
+    """ESRT with random weights (seed 0) on ``device``: timings and memory do not depend on the weights."""
+    from esrt_lit.models import ESRT
+
+    torch.manual_seed(0)
+    net = ESRT(scale=scale, attention=attention)
+    net.channels_last = channels_last
+    return net.train(train).to(device)
+
+
+def infer_worker(
+    scale: int,
+    lr_hw: Sequence[int],
+    attention: str = "sdpa",
+    channels_last: bool = True,
+    tile: int | None = None,
+    overlap: int = 16,
+    amp: str | None = None,
+    repeats: int = 1,
+    warmup: int = 1,
+    compile: bool = False,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Latency (fastest of ``repeats`` after ``warmup`` passes) and peak memory of one inference setting.
+
+    The fastest pass is the figure least disturbed by other processes on a shared machine.
+    """
+    from esrt_lit.inference import upscale
+
+    net = _build(scale, attention, channels_last, device=device)
+    if compile:
+        net = torch.compile(net)
+    x = torch.rand(3, *lr_hw, generator=torch.Generator().manual_seed(1)).to(device)
+    times = []
+    with PeakMemory(device) as mem:
+        for i in range(warmup + repeats):
+            start = time.perf_counter()
+            upscale(net, x, tile=tile, overlap=overlap, amp=amp)
+            if x.device.type == "cuda":
+                torch.cuda.synchronize(x.device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return {"seconds": min(times), "peak_bytes": mem.peak_bytes}
+
+
+def amp_error_worker(scale: int, lr_hw: Sequence[int], amp: str, device: str = "cpu") -> dict[str, Any]:
+    """Max |autocast − fp32| of the SR output and the PSNR between them (same random weights)."""
+    from esrt_lit.inference import upscale
+
+    net = _build(scale, device=device)
+    x = torch.rand(3, *lr_hw, generator=torch.Generator().manual_seed(1)).to(device)
+    ref, low = upscale(net, x), upscale(net, x, amp=amp)
+    mse = float(((ref - low) ** 2).mean())
+    return {"max_abs": float((ref - low).abs().max()), "psnr": 10 * math.log10(1 / mse) if mse else math.inf}
+
+
+def train_worker(
+    attention: str = "sdpa", channels_last: bool = True, steps: int = 2, scale: int = 4, device: str = "cpu"
+) -> dict[str, Any]:
+    """Seconds per training step (L1 loss, Adam; batch 16, LR patch 48; the fastest of ``steps`` after
+    one warm-up step), the first step's loss, and peak memory."""
+    net = _build(scale, attention, channels_last, train=True, device=device)
+    gen = torch.Generator().manual_seed(2)
+    lr = torch.rand(TRAIN_BATCH, 3, TRAIN_PATCH, TRAIN_PATCH, generator=gen).to(device)
+    hr = torch.rand(TRAIN_BATCH, 3, TRAIN_PATCH * scale, TRAIN_PATCH * scale, generator=gen).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    times, losses = [], []
+    with PeakMemory(device) as mem:
+        for i in range(steps + 1):
+            start = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss = (net(lr) - hr).abs().mean()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            if i > 0:
+                times.append(time.perf_counter() - start)
+    return {"seconds": min(times), "loss0": losses[0], "peak_bytes": mem.peak_bytes}
+
+
+def loader_worker(n_batches: int, num_workers: int) -> dict[str, Any]:
+    """Training samples/s of the default data module (embedded photos, batch 16, patch 48, x4)."""
+    from esrt_lit.data import SRDataModule
+    from esrt_lit.data.throughput import measure
+
+    dm = SRDataModule(
+        scale=4,
+        patch_size=TRAIN_PATCH,
+        batch_size=TRAIN_BATCH,
+        num_workers=num_workers,
+        iters_per_epoch=n_batches + 2,
+        seed=0,
+    )
+    return {"samples_per_s": measure(dm, n_batches)}
+
+
+def _photo_pair(scale: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(LR 960×540, HR, name): a real photo cropped to 16:9 and resized (PIL bicubic) to
+    ``960·scale × 540·scale`` as the HR reference, and its MATLAB-bicubic downscale by ``scale``."""
+    from PIL import Image
+
+    from esrt_lit.data.imresize import imresize
+    from esrt_lit.data.io import read_image
+    from esrt_lit.paths import shared_dir
+
+    shared = shared_dir()
+    photo = shared / "data" / "train" / "Sun80" / "abbey_sun_asztnlqhlrvirneh.jpg" if shared else None
+    if photo is not None and photo.is_file():
+        img, name = read_image(photo), f"Sun80/{photo.name}"
+    else:
+        import skimage.data
+
+        img, name = skimage.data.astronaut(), "skimage astronaut"
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    h, w = img.shape[:2]
+    ch = min(h, w * 9 // 16)
+    cw = ch * 16 // 9
+    top, left = (h - ch) // 2, (w - cw) // 2
+    crop = Image.fromarray(img[top : top + ch, left : left + cw])
+    hr = np.asarray(crop.resize((UHD_LR[1] * scale, UHD_LR[0] * scale), Image.BICUBIC))
+    return imresize(hr, scale=1 / scale), hr, name
+
+
+def uhd_worker(
+    tile: int | None, overlap: int, out_path: str, ckpt: str | None = None, device: str = "cpu"
+) -> dict[str, Any]:
+    """Upscale the 960×540 photo (tiled or whole) with random x4 weights or ``ckpt``'s network; save
+    the uint8 SR image to ``out_path`` (.npy)."""
+    from esrt_lit.export import load_net
+    from esrt_lit.inference import upscale
+
+    net = _build(4, device=device) if ckpt is None else load_net(ckpt).to(device)
+    lr, _, _ = _photo_pair(net.scale)
+    with PeakMemory(device) as mem:
+        start = time.perf_counter()
+        sr = upscale(net, lr, tile=tile, overlap=overlap)
+        seconds = time.perf_counter() - start
+    np.save(out_path, sr)
+    return {"seconds": seconds, "peak_bytes": mem.peak_bytes}
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _mem_limit() -> int | None:
+    """Address-space limit for the subprocesses: what the machine has available, less 1.5 GiB."""
+    try:
+        text = Path("/proc/meminfo").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^MemAvailable:\s+(\d+) kB", text, re.MULTILINE)
+    return max(int(match.group(1)) * 1024 - (3 << 29), 1 << 30) if match else None
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * math.log10(255**2 / mse) if mse else math.inf
+
+
+class _Runner:
+    def __init__(self, threads: int | None, timeout: float, ckpt: str | None, device: str) -> None:
+        self.threads = threads
+        self.timeout = timeout
+        self.ckpt = ckpt
+        self.device = device
+        # CUDA reserves far more address space than it uses: no RLIMIT_AS there
+        self.mem_limit = _mem_limit() if device == "cpu" else None
+
+    def __call__(self, worker: str, **kwargs: Any) -> dict[str, Any]:
+        if worker != "loader_worker":
+            kwargs["device"] = self.device
+        log.info("measuring %s %s", worker, kwargs)
+        return run_isolated(
+            f"{_SELF}:{worker}",
+            kwargs,
+            timeout=self.timeout,
+            mem_limit_bytes=self.mem_limit,
+            threads=self.threads,
+        )
+
+
+def _fill(row: Row, result: dict[str, Any]) -> Row:
+    if result.get("ok"):
+        row.seconds = result.get("seconds")
+        row.peak_bytes = result.get("peak_bytes")
+    else:
+        row.note = (row.note + " " if row.note else "") + f"FAILED: {result.get('error')}"
+    return row
+
+
+def _ratios(default: Row, explicit: Row) -> None:
+    if default.seconds and explicit.seconds:
+        default.ratio_time = explicit.seconds / default.seconds
+    if default.peak_bytes and explicit.peak_bytes:
+        default.ratio_peak = explicit.peak_bytes / default.peak_bytes
+
+
+def run_bench(
+    mode: str = "default",
+    tile: int = 192,
+    overlap: int = 16,
+    threads: int | None = None,
+    ckpt: str | None = None,
+    timeout: float = 1800,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Measure everything for ``mode`` (``quick``, ``default`` or ``full``); returns rows and context."""
+    from esrt_lit.models import ESRT
+
+    run = _Runner(threads, timeout, ckpt, device)
+    rows: list[Row] = []
+    for s in (4,) if mode == "quick" else (2, 3, 4):
+        net = ESRT(scale=s)
+        rows.append(Row("params", "-", s, note=f"{sum(p.numel() for p in net.parameters()):,} parameters"))
+        for hw in (SQUARE, STANDARD_SIZES[s]):
+            rows += _inference_rows(run, net, s, hw, mode, tile, overlap)
+    rows += _options(run, mode)
+    rows += _training(run, mode)
+    rows += _uhd(run, mode, tile, overlap)
+    return {
+        "mode": mode,
+        "rows": [dict(asdict(r), gflops=r.gflops) for r in rows],
+        "context": {**_context(threads), "device": device},
+        "table": format_table(rows),
+    }
+
+
+def _inference_rows(
+    run: _Runner, net: torch.nn.Module, s: int, hw: tuple[int, int], mode: str, tile: int, overlap: int
+) -> list[Row]:
+    """default, explicit (at 128×128, and with --full at the standard size) and tiled (standard size)."""
+    macs = count_macs(net, hw)
+    standard = hw == STANDARD_SIZES[s]
+    base = {"scale": s, "lr_hw": hw, "macs": macs["exact"], "macs_paper": macs["paper"]}
+    # the fastest of a few passes after a warm-up; one pass where a pass is long (x2 and x3 at the
+    # standard sizes, the explicit path there) and, in --quick, everywhere but at 128×128
+    one_pass = {"repeats": 1, "warmup": 0}
+    few = {"repeats": 3 if not standard else 2}
+    long = macs["exact"] > HEAVY_MACS or (mode == "quick" and standard)
+    default = _fill(
+        Row("inference", "default", **base),
+        run("infer_worker", scale=s, lr_hw=hw, **(one_pass if long else few)),
+    )
+    rows = [default]
+    if not standard or mode == "full":
+        explicit = _fill(
+            Row("inference", "explicit", **base),
+            run(
+                "infer_worker",
+                scale=s,
+                lr_hw=hw,
+                attention="explicit",
+                channels_last=False,
+                **(one_pass if standard or mode == "quick" else few),
+            ),
+        )
+        rows.append(explicit)
+        _ratios(default, explicit)
+    if standard:
+        tiled = Row("inference", f"tiled {tile}/{overlap}", s, hw, macs=_tiled_macs(net, hw, tile, overlap))
+        tiled.note = "MACs of the tiles"
+        timing = one_pass if mode == "quick" else few
+        rows.append(
+            _fill(tiled, run("infer_worker", scale=s, lr_hw=hw, tile=tile, overlap=overlap, **timing))
+        )
+    return rows
+
+
+def _tiled_macs(net: torch.nn.Module, hw: tuple[int, int], tile: int, overlap: int) -> int:
+    from esrt_lit.inference import tile_starts
+
+    ys, xs = tile_starts(hw[0], tile, overlap), tile_starts(hw[1], tile, overlap)
+    per_tile = count_macs(net, (min(tile, hw[0]), min(tile, hw[1])))["exact"]
+    return per_tile * len(ys) * len(xs)
+
+
+def _options(run: _Runner, mode: str) -> list[Row]:
+    """x4 at 320×180: what each optimisation buys (each row differs from ``default`` in one switch)."""
+    s, hw = 4, STANDARD_SIZES[4]
+    rows: list[Row] = []
+    if mode != "quick":
+        rows.append(
+            _fill(
+                Row("inference", "default, NCHW", s, hw, note="channels-last off"),
+                run("infer_worker", scale=s, lr_hw=hw, channels_last=False, repeats=2),
+            )
+        )
+        amp = Row("inference", "default + bf16 autocast", s, hw)
+        err = run("amp_error_worker", scale=s, lr_hw=SQUARE, amp="bf16")
+        if err.get("ok"):
+            amp.note = f"vs fp32 at 128×128: max |Δ| {err['max_abs']:.2g}, PSNR {err['psnr']:.1f} dB"
+        rows.append(_fill(amp, run("infer_worker", scale=s, lr_hw=hw, amp="bf16", repeats=2)))
+    if mode == "full":
+        rows.append(
+            _fill(
+                Row("inference", "default + torch.compile", s, hw, note="after one compiling call"),
+                run("infer_worker", scale=s, lr_hw=hw, compile=True, repeats=2),
+            )
+        )
+    return rows
+
+
+def _training(run: _Runner, mode: str) -> list[Row]:
+    steps = 1 if mode == "quick" else 3
+    what = f"train step b{TRAIN_BATCH} p{TRAIN_PATCH}"
+    results = {
+        "default": run("train_worker", steps=steps),
+        "explicit": run("train_worker", attention="explicit", channels_last=False, steps=steps),
+    }
+    if mode != "quick":
+        results["default, NCHW"] = run("train_worker", channels_last=False, steps=steps)
+    rows = {name: _fill(Row(what, name, 4), res) for name, res in results.items()}
+    loss0 = {name: res["loss0"] for name, res in results.items() if res.get("ok")}
+    for name, row in rows.items():
+        if name in loss0 and "explicit" in loss0:
+            row.note = (
+                f"first loss {loss0[name]:.7f} (|Δ| vs explicit {abs(loss0[name] - loss0['explicit']):.1e})"
+            )
+    _ratios(rows["default"], rows["explicit"])
+    consumed = TRAIN_BATCH / rows["default"].seconds if rows["default"].seconds else None
+    loader_rows = []
+    for workers in (0,) if mode == "quick" else (0, 2):
+        res = run("loader_worker", n_batches=10 if mode == "quick" else 40, num_workers=workers)
+        row = Row("data loader", f"num_workers={workers}", 4, (TRAIN_PATCH, TRAIN_PATCH))
+        if res.get("ok"):
+            rate = res["samples_per_s"]
+            row.extra["samples_per_s"] = rate
+            row.note = f"{rate:.0f} samples/s" + (
+                f" vs {consumed:.1f} consumed by a default training step ({rate / consumed:.0f}x)"
+                if consumed
+                else ""
+            )
+        else:
+            row.note = f"FAILED: {res.get('error')}"
+        loader_rows.append(row)
+    return [*rows.values(), *loader_rows]
+
+
+def _uhd(run: _Runner, mode: str, tile: int, overlap: int) -> list[Row]:
+    """A 960×540 photo upscaled tiled (and, with --full, whole-image): x4 with random weights (the
+    3840×2160 target) and, with --ckpt, the checkpoint's network, whose PSNRs against the HR photo
+    are meaningful (a random network's are not; its tiled-vs-whole PSNR still is a measure)."""
+    import tempfile
+
+    from esrt_lit.export import load_net
+    from esrt_lit.models import ESRT
+
+    if mode == "quick":
+        return []
+    nets: list[tuple[str | None, torch.nn.Module]] = [(None, ESRT(scale=4))]
+    if run.ckpt is not None:
+        trained = load_net(run.ckpt)
+        nets = [(run.ckpt, trained)] if trained.scale == 4 else [*nets, (run.ckpt, trained)]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="esrt_bench_") as tmp:
+        for ckpt, net in nets:
+            s = net.scale
+            what = f"{UHD_LR[1] * s}×{UHD_LR[0] * s} out"
+            weights = f"weights of {Path(ckpt).name}" if ckpt else "random weights"
+            outs = {name: str(Path(tmp) / f"{name}_{s}_{ckpt is None}.npy") for name in ("tiled", "whole")}
+            tiled = Row(
+                what, f"tiled {tile}/{overlap}", s, UHD_LR, macs=_tiled_macs(net, UHD_LR, tile, overlap)
+            )
+            _fill(tiled, run("uhd_worker", tile=tile, overlap=overlap, out_path=outs["tiled"], ckpt=ckpt))
+            rows.append(tiled)
+            if mode != "full":
+                tiled.note = f"{weights}; the PSNR against whole-image inference needs --full"
+                continue
+            whole = Row(what, "default (whole image)", s, UHD_LR, macs=count_macs(net, UHD_LR)["exact"])
+            _fill(whole, run("uhd_worker", tile=None, overlap=overlap, out_path=outs["whole"], ckpt=ckpt))
+            rows.append(whole)
+            if tiled.seconds is None or whole.seconds is None:
+                continue
+            _, hr, name = _photo_pair(s)
+            sr_t, sr_w = np.load(outs["tiled"]), np.load(outs["whole"])
+            p_t, p_w, p_tw = _psnr(sr_t, hr), _psnr(sr_w, hr), _psnr(sr_t, sr_w)
+            tiled.extra.update(psnr_tiled=p_t, psnr_whole=p_w, psnr_tiled_vs_whole=p_tw)
+            tiled.note = (
+                f"{name}, {weights}: RGB PSNR vs HR tiled {p_t:.3f} / whole {p_w:.3f} dB "
+                f"(Δ {p_t - p_w:+.3f} dB); tiled vs whole {p_tw:.1f} dB"
+            )
+            _ratios(tiled, whole)
+    return rows
+
+
+def _context(threads: int | None) -> dict[str, Any]:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "torch": torch.__version__,
+        "threads": threads or torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "loadavg": load,
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """The rows as one Markdown table."""
+    head = (
+        "| measurement | path | x | LR h×w | exact GMAC | paper GMAC | time s | peak MB | GFLOP/s "
+        "| explicit/default time | explicit/default peak | note |"
+    )
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r.what,
+                    r.path,
+                    _fmt(r.scale, "d"),
+                    f"{r.lr_hw[0]}×{r.lr_hw[1]}" if r.lr_hw else "",
+                    _fmt(r.macs and r.macs / 1e9, ".1f"),
+                    _fmt(r.macs_paper and r.macs_paper / 1e9, ".1f"),
+                    _fmt(r.seconds, ".3f"),
+                    _fmt(r.peak_bytes and r.peak_bytes / 2**20, ".0f"),
+                    _fmt(r.gflops, ".0f"),
+                    _fmt(r.ratio_time, ".1f"),
+                    _fmt(r.ratio_peak, ".1f"),
+                    r.note,
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point (``python -m esrt_lit.bench``)."""
+    parser = argparse.ArgumentParser(prog="python -m esrt_lit.bench", description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="x4 only, about a minute")
+    mode.add_argument(
+        "--full", action="store_true", help="add the explicit path at the standard sizes and the 4K reference"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    parser.add_argument(
+        "--ckpt",
+        default=None,
+        help="trained checkpoint for the tiled-vs-whole PSNR rows (default: random x4)",
+    )
+    parser.add_argument("--tile", type=int, default=192, help="LR tile side of the tiled rows")
+    parser.add_argument("--overlap", type=int, default=16, help="LR overlap of the tiled rows")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads in each measurement")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per measurement")
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cpu or cuda (default: cuda if any)",
+    )
+    args = parser.parse_args(argv)
+    if args.json is not None and args.json.exists():
+        parser.error(f"--json {args.json} already exists; choose another path")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    mode_name = "quick" if args.quick else "full" if args.full else "default"
+    start = time.perf_counter()
+    result = run_bench(mode_name, args.tile, args.overlap, args.threads, args.ckpt, args.timeout, args.device)
+    result["context"]["wall_s"] = time.perf_counter() - start
+    ctx = result["context"]
+    print(result["table"])  # noqa: T201
+    print(  # noqa: T201
+        f"\n{mode_name} run on {ctx['device']}, torch {ctx['torch']}, {ctx['threads']} threads, {ctx['cpu_count']} CPUs, "
+        f"load average {ctx['loadavg']} at the end, {ctx['wall_s']:.0f} s"
+    )
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""Export a trained network to ONNX with dynamic height and width.
+
+Usage (Hydra-style ``key=value`` overrides of ``conf/export.yaml``)::
+
+    python -m esrt_lit.export ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt
+    python -m esrt_lit.export ckpt_path=ESRT_x4.pth output=esrt_x4.onnx opset=18
+    python -m esrt_lit.export ckpt_path=null scale=4            # random weights (smoke test)
+
+The graph is traced once (TorchScript exporter), so every size-dependent step must be a tensor
+operation: under export the EMHA's chunked attention uses
+:func:`~esrt_lit.models.transformer.padded_chunked_attention` (the extra short chunk of ``torch.split``
+becomes a masked, padded chunk) and the 3×3 unfold/fold become one-hot (transposed) convolutions; both
+compute the same function as the eager model. After writing, onnxruntime is run against PyTorch on
+``verify_hw`` sizes other than the traced one. The exported attention materialises each chunk's
+``q·kᵀ`` like the released code, so memory grows with ``(H·W)² / attn_splits``: run large images in
+tiles (see :mod:`esrt_lit.inference`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from esrt_lit.paths import PROJECT_ROOT
+
+__all__ = ["export_onnx", "load_net", "main", "verify_onnx"]
+
+log = logging.getLogger(__name__)
+
+CONF_DIR = PROJECT_ROOT / "conf"
+FORMATS = ("onnx",)
+
+
+def load_net(ckpt_path: str | Path | None, scale: int | None = None) -> nn.Module:
+    """The network to export, in eval mode on the CPU in float32.
+
+    Args:
+        ckpt_path: a checkpoint of :class:`~esrt_lit.lit_module.SRLitModule` (recognised by its
+            ``hyper_parameters``), a checkpoint of the released ESRT code, or None for a randomly
+            initialised ESRT (seed 0).
+        scale: required when ``ckpt_path`` is None; otherwise must match the checkpoint.
+
+    Raises:
+        FileNotFoundError: no such checkpoint.
+        ValueError: no scale for random weights, or a scale that disagrees with the checkpoint.
+    """
+    from esrt_lit.models import ESRT
+
+    if ckpt_path is None:
+        if scale is None:
+            raise ValueError("ckpt_path=null exports random weights and needs scale=2, 3 or 4")
+        torch.manual_seed(0)
+        return ESRT(scale=int(scale)).eval()
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={path}: no such file")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(ckpt, Mapping) and "hyper_parameters" in ckpt:
+        from esrt_lit.lit_module import load_net_from_checkpoint
+
+        net = load_net_from_checkpoint(path)
+    else:
+        net = ESRT.from_official_checkpoint(ckpt)
+    net_scale = getattr(net, "scale", None)
+    if scale is not None and net_scale is not None and int(scale) != net_scale:
+        raise ValueError(f"scale={scale} but {path} holds an x{net_scale} network")
+    return net.float().cpu().eval()
+
+
+def export_onnx(
+    net: nn.Module,
+    output: str | Path,
+    opset: int = 18,
+    trace_hw: Sequence[int] = (32, 48),
+    overwrite: bool = False,
+) -> Path:
+    """Write ``net`` as ONNX with dynamic batch, height and width (input ``lr``, output ``sr``).
+
+    The file is written beside ``output`` under a temporary name and renamed into place, so a failed
+    export leaves nothing behind.
+
+    Raises:
+        FileExistsError: ``output`` exists and ``overwrite`` is False.
+    """
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"output={output} already exists; pass overwrite=true to replace it")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    x = torch.rand(1, 3, int(trace_hw[0]), int(trace_hw[1]))
+    net = net.float().cpu().eval()
+    try:
+        with warnings.catch_warnings():
+            # The tracer warns about Python-level shape checks (input validation, the q/k/v unpacking
+            # over the fixed dimension of 3), which are constant for this network; the exporter warns
+            # that it is the legacy one (the dynamo exporter needs onnxscript, not a dependency).
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+            torch.onnx.export(
+                net,
+                (x,),
+                str(tmp),
+                dynamo=False,
+                opset_version=int(opset),
+                input_names=["lr"],
+                output_names=["sr"],
+                dynamic_axes={
+                    "lr": {0: "batch", 2: "height", 3: "width"},
+                    "sr": {0: "batch", 2: "sr_height", 3: "sr_width"},
+                },
+            )
+        if output.exists() and not overwrite:
+            raise FileExistsError(f"output={output} appeared during the export; pass overwrite=true")
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("wrote %s (%.1f MB)", output, output.stat().st_size / 1e6)
+    return output
+
+
+def verify_onnx(
+    net: nn.Module, path: str | Path, sizes: Sequence[Sequence[int]], seed: int = 0
+) -> dict[tuple[int, int], float]:
+    """Max ``|onnxruntime − PyTorch|`` of the SR output for random LR inputs of each ``(h, w)``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(seed)
+    diffs = {}
+    for h, w in sizes:
+        x = torch.rand(1, 3, int(h), int(w), generator=gen)
+        with torch.inference_mode():
+            ref = net(x)
+        (out,) = session.run(["sr"], {"lr": x.numpy()})
+        if tuple(out.shape) != tuple(ref.shape):
+            raise ValueError(
+                f"{path}: onnxruntime output {out.shape} for {h}×{w}, PyTorch {tuple(ref.shape)}"
+            )
+        diffs[(int(h), int(w))] = float((torch.from_numpy(out) - ref).abs().max())
+    return diffs
+
+
+def _default_output(cfg: DictConfig, net: nn.Module) -> Path:
+    suffix = f".{cfg.format}"
+    if cfg.ckpt_path is None:
+        return Path(f"esrt_x{getattr(net, 'scale', cfg.scale)}_random{suffix}")
+    return Path(cfg.ckpt_path).with_suffix(suffix)
+
+
+def compose(overrides: Sequence[str]) -> DictConfig:
+    """``conf/export.yaml`` with ``key=value`` overrides applied (Hydra's compose API)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="export", overrides=list(overrides))
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Export as configured; returns ``{"output", "verify"}`` (the max differences per size)."""
+    missing = OmegaConf.missing_keys(cfg)
+    if missing:
+        raise ValueError(
+            f"missing value for {', '.join(sorted(missing))}; e.g. ckpt_path=<checkpoint> or ckpt_path=null"
+        )
+    if cfg.format not in FORMATS:
+        raise ValueError(f"format={cfg.format!r} is not supported; allowed values: {', '.join(FORMATS)}")
+    net = load_net(cfg.ckpt_path, cfg.scale)
+    output = Path(cfg.output) if cfg.output is not None else _default_output(cfg, net)
+    if output.exists() and not cfg.overwrite:
+        raise FileExistsError(f"output={output} already exists; pass overwrite=true to replace it")
+    export_onnx(net, output, cfg.opset, cfg.trace_hw, cfg.overwrite)
+    diffs = verify_onnx(net, output, cfg.verify_hw) if cfg.verify_hw else {}
+    worst = max(diffs.values(), default=0.0)
+    if worst > cfg.tolerance:
+        raise ValueError(
+            f"{output}: onnxruntime differs from PyTorch by {worst:.3g} > tolerance={cfg.tolerance} "
+            f"({diffs}); the file is kept for inspection"
+        )
+    return {"output": str(output), "verify": diffs}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: ``python -m esrt_lit.export key=value ...``."""
+    from hydra.errors import HydraException
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        result = run(compose(sys.argv[1:] if argv is None else argv))
+    except (ValueError, FileNotFoundError, FileExistsError, HydraException) as err:
+        print(f"export error: {err}", file=sys.stderr)  # noqa: T201
+        return 2
+    checks = ", ".join(f"{h}×{w}: {d:.2e}" for (h, w), d in result["verify"].items())
+    print(f"wrote {result['output']}" + (f" (onnxruntime vs PyTorch max |Δ| {checks})" if checks else ""))  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""MAC counts against a hand count, peak-memory probe, isolated runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from esrt_lit.models import ESRT
+from esrt_lit.profiling import PeakMemory, count_macs, measure_latency, run_isolated
+
+F, HEADS = 8, 4  # n_feats, heads (heads do not change the count)
+
+
+def arfb(a: int) -> int:
+    """MACs of one ARFB at ``a`` pixels: two residual units (F→F/2→F 3×3), the 1×1 fuse (2F→F),
+    channel attention on one pooled pixel (F→1→F), the 3×3 ConvReLU (F→F)."""
+    return 2 * (a * (F // 2) * F * 9 * 2) + a * F * 2 * F + 2 * F * 1 + a * F * F * 9
+
+
+def attention(n: int, splits: int = 4) -> int:
+    """q·kᵀ and attn·v within torch.split-style chunks, all heads together (width 9F/2)."""
+    chunk = n // splits
+    lengths = [chunk] * (n // chunk) + ([n % chunk] if n % chunk else [])
+    return sum(2 * length * length * (9 * F // 2) for length in lengths)
+
+
+def hand_count(h: int, w: int, scale: int) -> tuple[int, int]:
+    """(exact, paper) MACs of ESRT(n_feats=8, n_hpb=3, low_repeats=5) on an h×w input."""
+    a, low = h * w, (h // 2) * (w // 2)
+    # ARFB in, ARFB high, 5 × ARFB low, 1×1 fuse, channel attention, ARFB out
+    hpb = arfb(a) + arfb(a) + 5 * arfb(low) + a * F * 2 * F + 2 * F + arfb(a)
+    lcb = 3 * hpb + a * F * 3 * F * 9
+    d = 9 * F  # token width
+    et_linear = a * (d * d // 2 + (d // 2) * (3 * d // 2) + (d // 2) * d + d * (d // 4) + (d // 4) * d)
+    ltb = et_linear + a * F * F * 9
+    convs = a * 3 * F * 9 + lcb + ltb + a * F * F * 9  # sfe, LCB, LTB, body conv
+    # upsampler convolutions: one F→9F at a pixels for x3; F→4F at a, 4a, ... for x2 and x4
+    up = a * F * 9 * F * 9 if scale == 3 else sum((a * 4**i) * F * 4 * F * 9 for i in range(scale // 2))
+    ir = 2 * up + 2 * (a * scale * scale) * F * 3 * 9
+    paper = convs + ir
+    return paper + attention(a), paper
+
+
+@pytest.mark.parametrize(("h", "w", "scale"), [(8, 8, 4), (5, 7, 2), (6, 9, 3)])
+def test_mac_counts_match_a_hand_count(h: int, w: int, scale: int) -> None:
+    net = ESRT(scale=scale, n_feats=F, et_heads=HEADS)
+    exact, paper = hand_count(h, w, scale)
+    assert count_macs(net, (h, w)) == {"exact": exact, "paper": paper}
+    assert count_macs(net.double(), (h, w)) == {"exact": exact, "paper": paper}
+    assert count_macs(net, (h, w), batch=3) == {"exact": 3 * exact, "paper": 3 * paper}
+
+
+def test_exact_count_is_the_same_for_both_attention_paths_and_on_the_real_device() -> None:
+    net = ESRT(scale=2, n_feats=F, et_heads=HEADS)
+    sdpa = count_macs(net, (7, 5))
+    net.set_attention("explicit")
+    assert count_macs(net, (7, 5)) == sdpa
+    # a model that cannot go to the meta device is counted where it is (CPU flash attention included)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from esrt_lit.profiling import _CUSTOM_FLOPS
+
+    net.set_attention("sdpa")
+    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=_CUSTOM_FLOPS) as counter:
+        net(torch.rand(1, 3, 7, 5))
+    assert counter.get_total_flops() // 2 == sdpa["exact"]
+
+
+def test_released_x4_counts() -> None:
+    # 1280×720 output: attention is ~80 % of the exact count, which the paper's convention leaves out
+    macs = count_macs(ESRT(scale=4), (180, 320))
+    assert macs["exact"] == 297_321_065_856
+    assert macs["paper"] == 58_442_345_856
+
+
+def test_count_macs_leaves_the_model_untouched() -> None:
+    net = ESRT(scale=2, n_feats=F, et_heads=HEADS).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    count_macs(net, (6, 6))
+    assert net.training
+    assert all(p.device.type == "cpu" for p in net.parameters())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    with pytest.raises(ValueError, match="lr_hw"):
+        count_macs(net, (0, 6))
+
+
+def test_peak_memory_sees_a_known_allocation() -> None:
+    with PeakMemory() as mem:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        del block
+    assert mem.method in ("vmhwm", "ru_maxrss")
+    if mem.method == "vmhwm":
+        assert 60 * 2**20 <= mem.peak_bytes <= 80 * 2**20
+    with PeakMemory() as small:
+        torch.ones(10)
+    if small.method == "vmhwm":
+        assert small.peak_bytes < 8 * 2**20  # the earlier peak does not leak into a new measurement
+
+
+def test_measure_latency_runs_warmup_and_repeats() -> None:
+    calls = []
+
+    class Probe(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(torch.is_inference_mode_enabled())
+            return x
+
+    assert measure_latency(Probe(), torch.zeros(1), repeats=3, warmup=2) >= 0
+    assert calls == [True] * 5
+    with pytest.raises(ValueError, match="repeats"):
+        measure_latency(Probe(), torch.zeros(1), repeats=0)
+
+
+def test_run_isolated_returns_results_and_failures() -> None:
+    failed = run_isolated("esrt_lit.models:ESRT", {"scale": 5}, timeout=120)
+    assert failed == {"ok": False, "error": "ValueError: scale=5 is not supported; allowed values: 2, 3, 4"}
+    done = run_isolated("json:loads", {"s": '{"a": 1}'}, timeout=120)
+    assert done == {"ok": True, "a": 1}
+    oom = run_isolated("torch:ones", {"size": [2**33]}, timeout=120, mem_limit_bytes=4 << 30)
+    assert oom["ok"] is False and "memory" in oom["error"]
+    with pytest.raises(ValueError, match="module:function"):
+        run_isolated("json.loads")
+
+
+def test_bench_workers_and_table() -> None:
+    from esrt_lit.bench import Row, format_table, infer_worker
+
+    result = infer_worker(scale=2, lr_hw=[8, 12], tile=6, overlap=2, repeats=2)
+    assert result["seconds"] > 0 and result["peak_bytes"] >= 0
+    row = Row("inference", "default", 2, (8, 12), macs=3 * 10**9, macs_paper=10**9, seconds=2.0)
+    row.ratio_time = 7.5
+    assert row.gflops == 3.0
+    table = format_table([row, Row("data loader", "num_workers=0", note="123 samples/s")]).splitlines()
+    assert len(table) == 4 and table[0].count("|") == table[2].count("|") == 13
+    assert "| 3.0 | 1.0 | 2.000 |  | 3 | 7.5 |  |" in table[2]
+    assert table[3].endswith("| 123 samples/s |")
