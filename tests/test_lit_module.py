@@ -247,3 +247,17 @@ def test_resumable_skip_applies_to_its_epoch_only() -> None:
     cut = ResumableDataLoader(RandomItems(), batch_size=3, seed=0, drop_last=True)
     cut.load_state_dict({"seed": 7, "epoch": 0, "batches": 1})  # an epoch cut short (limit_train_batches)
     assert all(torch.equal(a, b) for a, b in zip(_epoch(cut, 1), epoch1, strict=True))
+
+
+def test_validation_crops_go_to_tensorboard(tiny_data: dict[str, Path], tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = TensorBoardLogger(tmp_path, name="tb", version="")
+    trainer(tmp_path, logger=logger).validate(
+        SRLitModule(tiny_net(), log_images=2), datamodule=datamodule(tiny_data)
+    )
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    assert sorted(events.Tags()["images"]) == ["val/tiny/img0", "val/tiny/img1"]
+    image = events.Images("val/tiny/img0")[0]
+    assert (image.width, image.height) == (3 * 48 + 4, 48)  # bicubic | network | truth, 24x24 LR at x2
