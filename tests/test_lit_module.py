@@ -232,11 +232,11 @@ def test_best_psnr_survives_a_resume(tiny_data: dict[str, Path], tmp_path: Path)
     trainer(tmp_path).validate(first, datamodule=dm)
     checkpoint: dict = {}
     first.on_save_checkpoint(checkpoint)
-    best = checkpoint["val_psnr_best"]["tiny"]
+    best = checkpoint["val_scores"]["val/tiny/psnr_best"]
     assert best == first.scores["val/tiny/psnr"]
     torch.manual_seed(1)
     worse = SRLitModule(ESRT(scale=2, n_feats=8, n_hpb=1, et_heads=4, low_repeats=1))
-    worse.on_load_checkpoint({"val_psnr_best": {"tiny": best + 10}})
+    worse.on_load_checkpoint({"val_scores": {"val/tiny/psnr_best": best + 10}})
     trainer(tmp_path).validate(worse, datamodule=dm)
     assert worse.scores["val/tiny/psnr_best"] == best + 10
 

@@ -147,7 +147,8 @@ class SRLitModule(LightningModule):
         self.bicubic_scores: dict[str, dict[str, dict[str, float]]] = {"val": {}, "test": {}}
         #: the latest evaluation scores in full precision, ``{"val/Set5/psnr": 32.1, ...}``
         self.scores: dict[str, float] = {}
-        self._restored_best: dict[str, float] = {}  # val/<set>/psnr_best of a checkpoint being resumed
+        #: the ``val/...`` scores stored in the checkpoint last loaded (the run before a resume)
+        self.restored_scores: dict[str, float] = {}
         self._bicubic_crops: dict[str, torch.Tensor] = {}
         self._panels: list[tuple[str, torch.Tensor]] = []
 
@@ -270,7 +271,8 @@ class SRLitModule(LightningModule):
             if sanity or math.isnan(scores["psnr"]):
                 continue
             # the best so far, carried over a resume by the checkpoint (on_save/on_load_checkpoint)
-            previous = self.scores.get(f"val/{name}/psnr_best", self._restored_best.get(name, -math.inf))
+            key = f"val/{name}/psnr_best"
+            previous = self.scores.get(key, self.restored_scores.get(key, -math.inf))
             scores["psnr_best"] = max(previous, scores["psnr"])
             for metric, value in scores.items():
                 self.scores[f"val/{name}/{metric}"] = value
@@ -282,11 +284,10 @@ class SRLitModule(LightningModule):
         self._panels = []
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        best = {n: self.scores.get(f"val/{n}/psnr_best") for n in self.val_names}
-        checkpoint["val_psnr_best"] = {n: v for n, v in best.items() if v is not None}
+        checkpoint["val_scores"] = {k: v for k, v in self.scores.items() if k.startswith("val/")}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._restored_best = dict(checkpoint.get("val_psnr_best", {}))
+        self.restored_scores = dict(checkpoint.get("val_scores", {}))
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         entry = self.test_metrics[self._key(self.test_names[dataloader_idx])]

@@ -33,6 +33,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from esrt_lit.data.sources import build_sources
+from esrt_lit.evaluation import PAPER_ORDER
 from esrt_lit.paths import PROJECT_ROOT
 from esrt_lit.utils.checkpoint import resolve_ckpt_path
 from esrt_lit.utils.instantiators import instantiate_callbacks, instantiate_loggers
@@ -120,9 +121,11 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 def metrics_table(metrics: dict[str, Any], stage: str = "test", model_name: str = "model") -> str:
     """Markdown table ``bicubic`` / ``model`` × benchmark with ``PSNR/SSIM`` cells from ``metrics``.
 
-    Reads ``{stage}/<set>/psnr|ssim`` and ``bicubic/<set>/psnr|ssim``; sets are those of ``stage``.
+    Reads ``{stage}/<set>/psnr|ssim`` and ``bicubic/<set>/psnr|ssim``; sets are those of ``stage``, in
+    the paper's column order.
     """
     names = [k.split("/")[1] for k in metrics if k.startswith(f"{stage}/") and k.endswith("/psnr")]
+    names.sort(key=lambda n: (PAPER_ORDER.index(n) if n in PAPER_ORDER else len(PAPER_ORDER), n))
     if not names:
         return "(no scores)"
 
@@ -195,6 +198,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         if ckpt_path:
             log.info("resuming from %s", ckpt_path)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        metrics.update(module.restored_scores)  # a resumed run that had nothing left to train
         metrics.update(_scalars(trainer.callback_metrics))
         metrics.update(module.scores)
         metrics["train_seconds"] = round(time.perf_counter() - start, 1)
