@@ -28,14 +28,27 @@ def hpb(hfm: bool) -> int:
 
 def et(mlp_ratio: float = 0.25) -> int:
     hidden = int(DIM * mlp_ratio)
-    return 2 * 2 * DIM + DIM * DIM // 2 + (DIM // 2) * (3 * DIM // 2) + (DIM // 2) * DIM + DIM + 2 * DIM * hidden + hidden + DIM
+    return (
+        2 * 2 * DIM
+        + DIM * DIM // 2
+        + (DIM // 2) * (3 * DIM // 2)
+        + (DIM // 2) * DIM
+        + DIM
+        + 2 * DIM * hidden
+        + hidden
+        + DIM
+    )
 
 
-def expected_params(scale: int, n_hpb: int = 3, n_et: int = 1, hfm: bool = True, rsa: bool = True, **_: object) -> int:
+def expected_params(
+    scale: int, n_hpb: int = 3, n_et: int = 1, hfm: bool = True, rsa: bool = True, **_: object
+) -> int:
     total = PORT_PARAMS[scale] - 3 * hpb(True) - 9 * 3 * F * F - et()  # everything but the ablated parts
     total += n_hpb * hpb(hfm) + 9 * n_hpb * F * F + n_et * et()
     if not rsa:
-        total -= n_hpb * (4 if hfm else 3) * (4 + 2 * 2) + 2  # per ARFB 4 scales + 2 per RU; 2 in the LTB residual
+        total -= (
+            n_hpb * (4 if hfm else 3) * (4 + 2 * 2) + 2
+        )  # per ARFB 4 scales + 2 per RU; 2 in the LTB residual
     return total
 
 
@@ -44,7 +57,8 @@ def test_closed_form_matches_the_released_counts() -> None:
 
 
 def test_every_paper_ablation_has_a_preset() -> None:
-    assert PRESETS == [f"ablation_{n}" for n in sorted(["et", "grid", "heads", "hfm", "hpb", "rsa", "splits"])]
+    expected = [f"ablation_{n}" for n in sorted(["et", "grid", "heads", "hfm", "hpb", "rsa", "splits"])]
+    assert expected == PRESETS
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -55,7 +69,7 @@ def test_preset_grid_composes_with_implied_params(preset: str) -> None:
         assert grid and all(k.startswith("model.") for k in grid)
         jobs = [[]]
         for key, values in grid.items():
-            jobs = [job + [f"{key}={v}"] for job in jobs for v in values]
+            jobs = [[*job, f"{key}={v}"] for job in jobs for v in values]
         for job in jobs:
             cfg = compose(config_name="train", overrides=[f"experiment={preset}", *job])
             net = instantiate(cfg.model)

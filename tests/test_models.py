@@ -131,7 +131,11 @@ def test_checkpoint_refuses_pickled_objects(tmp_path) -> None:
     ("knob", "value", "match"),
     [
         ("scale", 5, r"scale=5 is not supported; allowed values: 2, 3, 4"),
-        ("et_heads", 5, r"et_heads=5 does not divide the attention width 144 .* allowed values: \[1, 2, 3, 4, 6, 8"),
+        (
+            "et_heads",
+            5,
+            r"et_heads=5 does not divide the attention width 144 .* allowed values: \[1, 2, 3, 4, 6, 8",
+        ),
         ("attention", "flash", r"attention='flash' is not supported; allowed values: sdpa, explicit"),
         ("n_hpb", 0, r"n_hpb=0 is invalid; expected an integer >= 1"),
         ("n_feats", 31, r"n_feats=31 is invalid; expected an even integer"),
@@ -230,7 +234,10 @@ def test_ablation_knobs_change_params_and_output(knobs: dict, expected_params: i
     # Share every weight the two models have in common, so that only the knob can change the output.
     ref_state = reference.state_dict()
     model.load_state_dict(
-        {k: ref_state[k] if k in ref_state and ref_state[k].shape == v.shape else v for k, v in model.state_dict().items()}
+        {
+            k: ref_state[k] if k in ref_state and ref_state[k].shape == v.shape else v
+            for k, v in model.state_dict().items()
+        }
     )
     torch.manual_seed(3)
     out = _forward_backward(model)

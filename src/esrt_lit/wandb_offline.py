@@ -100,5 +100,7 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
             run.history.append(dict(_items(record.history.item)))
         elif kind == "summary":
             run.summary.update(_items(record.summary.update))
-    run.config = {k: v.get("value", v) if isinstance(v, dict) and "value" in v else v for k, v in run.config.items()}
+    run.config = {
+        k: v.get("value", v) if isinstance(v, dict) and "value" in v else v for k, v in run.config.items()
+    }
     return run
