@@ -4,8 +4,10 @@ Defaults follow the released training recipe (Sec. 4.1 and the authors' code): L
 (lr 2e-4, betas 0.9/0.999), learning rate halved every 200 epochs. Validation and test score every
 benchmark loader with the protocol of the published tables (:mod:`esrt_lit.metrics`: MATLAB Y,
 ``scale`` pixels cropped, 8-bit rounding, mean of per-image values) and log
-``{stage}/{benchmark}/{psnr|ssim}``. Validation also logs a few fixed crops as
-``bicubic | network | ground truth`` images.
+``{stage}/{benchmark}/{psnr|ssim}``, plus ``val/<set>/psnr_best`` (carried across resumes by the
+checkpoint) and bicubic's score on the same images (``val/<set>/psnr_bicubic``, a reference line).
+Validation also logs a few fixed crops as ``bicubic | network | ground truth`` images (W&B and
+TensorBoard loggers).
 
 The network's constructor arguments are saved as hyper-parameters (``net``: a ``_target_`` mapping),
 so :func:`load_net_from_checkpoint` rebuilds it from a checkpoint with ``weights_only=True``.
