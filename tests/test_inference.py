@@ -193,3 +193,14 @@ def test_default_training_step_equals_the_released_one() -> None:
         grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
     assert abs(losses[0] - losses[1]) < 1e-6
     assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("multiple", [1, 8, 16])
+def test_fused_attention_head_padding_is_exact(multiple: int) -> None:
+    from esrt_lit.models.transformer import fused_attention
+
+    gen = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(2, 8, 37, 18, dtype=torch.float64, generator=gen) for _ in range(3))
+    ref = torch.softmax((q @ k.transpose(-2, -1)) * 0.3, dim=-1) @ v
+    out = fused_attention(q, k, v, 0.3, head_multiple=multiple)
+    assert out.shape == ref.shape and (out - ref).abs().max().item() <= 1e-13

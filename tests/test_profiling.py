@@ -135,3 +135,40 @@ def test_bench_workers_and_table() -> None:
     assert len(table) == 4 and table[0].count("|") == table[2].count("|") == 13
     assert "| 3.0 | 1.0 | 2.000 |  | 3 | 7.5 |  |" in table[2]
     assert table[3].endswith("| 123 samples/s |")
+
+
+def test_bench_cli_rejects_unknown_sections_and_existing_json(tmp_path) -> None:
+    from esrt_lit.bench import main, run_bench
+
+    with pytest.raises(SystemExit):
+        main(["--quick", "--sections", "inference,nope"])
+    existing = tmp_path / "bench.json"
+    existing.write_text("{}")
+    with pytest.raises(SystemExit):
+        main(["--quick", "--json", str(existing)])
+    assert existing.read_text() == "{}"
+    with pytest.raises(ValueError, match="nope"):
+        run_bench("quick", sections=["nope"])
+
+
+@pytest.mark.slow
+def test_quick_bench_measures_every_inference_path(tmp_path) -> None:
+    import json
+
+    from esrt_lit.bench import main
+
+    out = tmp_path / "bench.json"
+    assert main(["--quick", "--sections", "inference", "--threads", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    measured = {(r["path"], tuple(r["lr_hw"])): r for r in rows if r["lr_hw"]}
+    assert set(measured) == {
+        ("default", (128, 128)),
+        ("explicit", (128, 128)),
+        ("default", (180, 320)),
+        ("streamed 32 rows", (180, 320)),
+        ("tiled 192/16", (180, 320)),
+    }
+    for row in measured.values():
+        assert "FAILED" not in row["note"] and row["seconds"] > 0 and row["peak_bytes"] > 0
+    assert measured[("default", (128, 128))]["ratio_time"] is not None
+    assert measured[("default", (180, 320))]["macs"] == 297_321_065_856  # the issue quotes 297 G

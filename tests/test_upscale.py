@@ -95,3 +95,16 @@ def test_demo_comparison_panel() -> None:
     assert np.array_equal(
         np.asarray(panel)[18:, :80], np.kron(hr[10:50, 20:60], np.ones((2, 2, 1), np.uint8))
     )
+
+
+def test_exact_streams_large_images_and_equals_the_whole_image(images: Path, tmp_path: Path) -> None:
+    assert choose_tile("exact", (100, 100), 512 * 512) is None
+    assert choose_tile("exact", (1000, 1000), 512 * 512) == "exact"
+    net = ESRT(scale=2, n_feats=8, n_hpb=1, et_heads=4, low_repeats=1).eval()
+    kwargs = {"max_whole_pixels": 16}  # the 10×14 test images count as large
+    (whole,) = upscale_files(net, 2, images / "rgb.png", tmp_path / "whole", tile=None)
+    (exact,) = upscale_files(net, 2, images / "rgb.png", tmp_path / "exact", tile="exact", **kwargs)
+    (bicubic,) = upscale_files(Bicubic(2), 2, images / "rgb.png", tmp_path / "bic", tile="exact", **kwargs)
+    a, b = read_image(whole).astype(int), read_image(exact).astype(int)
+    assert a.shape == b.shape == (20, 28, 3) and np.abs(a - b).max() <= 1
+    assert read_image(bicubic).shape == (20, 28, 3)

@@ -10,6 +10,8 @@ Paths compared:
   (``scaled_dot_product_attention``) and, on CPU, channels-last activations;
 - ``explicit``: the released computation, ``softmax(q·kᵀ)·v`` written out per chunk on
   contiguous (NCHW) activations, which materialises an ``N/4 × N/4`` matrix per head;
+- ``streamed``: :func:`esrt_lit.models.streaming.forward_streamed` (``upscale(stream_rows=32)``), the
+  whole-image output computed in row blocks;
 - ``tiled``: :func:`esrt_lit.inference.upscale` with ``--tile`` LR tiles and ``--overlap`` pixels.
 
 Columns: exact MACs (attention products included) and the paper's convention (convolutions and
@@ -26,7 +28,9 @@ Modes: ``--quick`` (about a minute: x4 only, 128×128 and 320×180), the default
 standard sizes 640×360, 427×240, 320×180 and at 128×128; the explicit path at 128×128; the options
 rows; the 3840×2160-output tiled run), and ``--full`` (adds the explicit path at the standard sizes,
 which needs ~13 GB at 320×180 x4, 21 GB per chunk at 427×240 x3 and 106 GB at 640×360 x2, and the
-whole-image 960×540 x4 reference for the tiled run's PSNR difference; ~30 min on 2 cores).
+whole-image and streamed 960×540 x4 runs, the references for the tiled run's PSNR difference;
+~45 min on 2 cores). ``--sections`` runs a subset (``inference,options,training,uhd``). On CUDA the
+options add bf16 autocast and batch-8 throughput (images/s) at every scale's standard size.
 
 Weights: random (seed 0); timings and memory do not depend on them. The tiled-vs-whole PSNR does:
 ``--ckpt`` adds the 960×540 rows for a trained checkpoint (any scale), whose PSNRs against the HR
@@ -63,6 +67,8 @@ SQUARE = (128, 128)
 UHD_LR = (540, 960)  # x4 → 3840×2160
 TRAIN_BATCH, TRAIN_PATCH = 16, 48
 HEAVY_MACS = 500e9  # above this, a row is timed from a single pass
+STREAM_ROWS = 32
+SECTIONS = ("inference", "options", "training", "uhd")
 _SELF = "esrt_lit.bench"
 
 
@@ -116,6 +122,8 @@ def infer_worker(
     repeats: int = 1,
     warmup: int = 1,
     compile: bool = False,
+    stream_rows: int | None = None,
+    batch: int = 1,
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Latency (fastest of ``repeats`` after ``warmup`` passes) and peak memory of one inference setting.
@@ -127,12 +135,12 @@ def infer_worker(
     net = _build(scale, attention, channels_last, device=device)
     if compile:
         net = torch.compile(net)
-    x = torch.rand(3, *lr_hw, generator=torch.Generator().manual_seed(1)).to(device)
+    x = torch.rand(batch, 3, *lr_hw, generator=torch.Generator().manual_seed(1)).to(device)
     times = []
     with PeakMemory(device) as mem:
         for i in range(warmup + repeats):
             start = time.perf_counter()
-            upscale(net, x, tile=tile, overlap=overlap, amp=amp)
+            upscale(net, x, tile=tile, overlap=overlap, amp=amp, stream_rows=stream_rows)
             if x.device.type == "cuda":
                 torch.cuda.synchronize(x.device)
             if i >= warmup:
@@ -152,10 +160,18 @@ def amp_error_worker(scale: int, lr_hw: Sequence[int], amp: str, device: str = "
 
 
 def train_worker(
-    attention: str = "sdpa", channels_last: bool = True, steps: int = 2, scale: int = 4, device: str = "cpu"
+    attention: str = "sdpa",
+    channels_last: bool = True,
+    steps: int = 2,
+    scale: int = 4,
+    amp: str | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Seconds per training step (L1 loss, Adam; batch 16, LR patch 48; the fastest of ``steps`` after
-    one warm-up step), the first step's loss, and peak memory."""
+    one warm-up step), the first step's loss, and peak memory; ``amp="bf16"`` runs the forward under
+    bf16 autocast (Lightning's ``precision="bf16-mixed"``)."""
+    from esrt_lit.inference import amp_context
+
     net = _build(scale, attention, channels_last, train=True, device=device)
     gen = torch.Generator().manual_seed(2)
     lr = torch.rand(TRAIN_BATCH, 3, TRAIN_PATCH, TRAIN_PATCH, generator=gen).to(device)
@@ -166,7 +182,8 @@ def train_worker(
         for i in range(steps + 1):
             start = time.perf_counter()
             opt.zero_grad(set_to_none=True)
-            loss = (net(lr) - hr).abs().mean()
+            with amp_context(amp, lr.device):
+                loss = (net(lr).float() - hr).abs().mean()
             loss.backward()
             opt.step()
             losses.append(loss.item())
@@ -220,10 +237,15 @@ def _photo_pair(scale: int) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def uhd_worker(
-    tile: int | None, overlap: int, out_path: str, ckpt: str | None = None, device: str = "cpu"
+    tile: int | None,
+    overlap: int,
+    out_path: str,
+    ckpt: str | None = None,
+    stream_rows: int | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Upscale the 960×540 photo (tiled or whole) with random x4 weights or ``ckpt``'s network; save
-    the uint8 SR image to ``out_path`` (.npy)."""
+    """Upscale the 960×540 photo (tiled, streamed or whole) with random x4 weights or ``ckpt``'s
+    network; save the uint8 SR image to ``out_path`` (.npy)."""
     from esrt_lit.export import load_net
     from esrt_lit.inference import upscale
 
@@ -231,7 +253,7 @@ def uhd_worker(
     lr, _, _ = _photo_pair(net.scale)
     with PeakMemory(device) as mem:
         start = time.perf_counter()
-        sr = upscale(net, lr, tile=tile, overlap=overlap)
+        sr = upscale(net, lr, tile=tile, overlap=overlap, stream_rows=stream_rows)
         seconds = time.perf_counter() - start
     np.save(out_path, sr)
     return {"seconds": seconds, "peak_bytes": mem.peak_bytes}
@@ -283,6 +305,7 @@ def _fill(row: Row, result: dict[str, Any]) -> Row:
         row.peak_bytes = result.get("peak_bytes")
     else:
         row.note = (row.note + " " if row.note else "") + f"FAILED: {result.get('error')}"
+    log.info("row: %s", format_table([row]).splitlines()[-1])  # kept in the log if a later row hangs
     return row
 
 
@@ -301,20 +324,33 @@ def run_bench(
     ckpt: str | None = None,
     timeout: float = 1800,
     device: str = "cpu",
+    sections: Sequence[str] = SECTIONS,
 ) -> dict[str, Any]:
-    """Measure everything for ``mode`` (``quick``, ``default`` or ``full``); returns rows and context."""
+    """Measure ``sections`` for ``mode`` (``quick``, ``default`` or ``full``); returns rows and context.
+
+    Raises:
+        ValueError: an unknown mode or section.
+    """
     from esrt_lit.models import ESRT
 
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown or mode not in ("quick", "default", "full"):
+        raise ValueError(f"mode={mode!r}, sections={unknown}; expected quick/default/full and {SECTIONS}")
     run = _Runner(threads, timeout, ckpt, device)
     rows: list[Row] = []
-    for s in (4,) if mode == "quick" else (2, 3, 4):
-        net = ESRT(scale=s)
-        rows.append(Row("params", "-", s, note=f"{sum(p.numel() for p in net.parameters()):,} parameters"))
-        for hw in (SQUARE, STANDARD_SIZES[s]):
-            rows += _inference_rows(run, net, s, hw, mode, tile, overlap)
-    rows += _options(run, mode)
-    rows += _training(run, mode)
-    rows += _uhd(run, mode, tile, overlap)
+    if "inference" in sections:
+        for s in (4,) if mode == "quick" else (2, 3, 4):
+            net = ESRT(scale=s)
+            n_params = sum(p.numel() for p in net.parameters())
+            rows.append(Row("params", "-", s, note=f"{n_params:,} parameters"))
+            for hw in (SQUARE, STANDARD_SIZES[s]):
+                rows += _inference_rows(run, net, s, hw, mode, tile, overlap)
+    if "options" in sections:
+        rows += _options(run, mode)
+    if "training" in sections:
+        rows += _training(run, mode)
+    if "uhd" in sections:
+        rows += _uhd(run, mode, tile, overlap)
     return {
         "mode": mode,
         "rows": [dict(asdict(r), gflops=r.gflops) for r in rows],
@@ -326,7 +362,8 @@ def run_bench(
 def _inference_rows(
     run: _Runner, net: torch.nn.Module, s: int, hw: tuple[int, int], mode: str, tile: int, overlap: int
 ) -> list[Row]:
-    """default, explicit (at 128×128, and with --full at the standard size) and tiled (standard size)."""
+    """default, explicit (at 128×128, and with --full at the standard size), streamed and tiled
+    (standard size)."""
     macs = count_macs(net, hw)
     standard = hw == STANDARD_SIZES[s]
     base = {"scale": s, "lr_hw": hw, "macs": macs["exact"], "macs_paper": macs["paper"]}
@@ -335,6 +372,8 @@ def _inference_rows(
     one_pass = {"repeats": 1, "warmup": 0}
     few = {"repeats": 3 if not standard else 2}
     long = macs["exact"] > HEAVY_MACS or (mode == "quick" and standard)
+    if run.device == "cuda":  # passes take milliseconds to a second: more of them, after two warm-ups
+        one_pass = few = {"repeats": 5, "warmup": 2}
     default = _fill(
         Row("inference", "default", **base),
         run("infer_worker", scale=s, lr_hw=hw, **(one_pass if long else few)),
@@ -355,6 +394,20 @@ def _inference_rows(
         rows.append(explicit)
         _ratios(default, explicit)
     if standard:
+        streamed = Row("inference", f"streamed {STREAM_ROWS} rows", **base)
+        streamed.note = "the whole-image output in row blocks"
+        rows.append(
+            _fill(
+                streamed,
+                run(
+                    "infer_worker",
+                    scale=s,
+                    lr_hw=hw,
+                    stream_rows=STREAM_ROWS,
+                    **(one_pass if long else few),
+                ),
+            )
+        )
         tiled = Row("inference", f"tiled {tile}/{overlap}", s, hw, macs=_tiled_macs(net, hw, tile, overlap))
         tiled.note = "MACs of the tiles"
         timing = one_pass if mode == "quick" else few
@@ -373,22 +426,36 @@ def _tiled_macs(net: torch.nn.Module, hw: tuple[int, int], tile: int, overlap: i
 
 
 def _options(run: _Runner, mode: str) -> list[Row]:
-    """x4 at 320×180: what each optimisation buys (each row differs from ``default`` in one switch)."""
+    """What each optimisation buys, each row differing from ``default`` in one switch: x4 at 320×180
+    on CPU; on CUDA, bf16 autocast at every scale's standard size and batch-8 throughput."""
+    if mode == "quick":
+        return []
+    cuda = run.device == "cuda"
     s, hw = 4, STANDARD_SIZES[4]
     rows: list[Row] = []
-    if mode != "quick":
+    if not cuda:  # channels-last is applied on CPU only
         rows.append(
             _fill(
                 Row("inference", "default, NCHW", s, hw, note="channels-last off"),
                 run("infer_worker", scale=s, lr_hw=hw, channels_last=False, repeats=2),
             )
         )
+    for s in (2, 3, 4) if cuda else (4,):
+        hw = STANDARD_SIZES[s]
         amp = Row("inference", "default + bf16 autocast", s, hw)
         err = run("amp_error_worker", scale=s, lr_hw=SQUARE, amp="bf16")
         if err.get("ok"):
             amp.note = f"vs fp32 at 128×128: max |Δ| {err['max_abs']:.2g}, PSNR {err['psnr']:.1f} dB"
         rows.append(_fill(amp, run("infer_worker", scale=s, lr_hw=hw, amp="bf16", repeats=2)))
+        if cuda:
+            for precision in (None, "bf16"):
+                row = Row("inference, batch 8", f"default{' + bf16 autocast' if precision else ''}", s, hw)
+                _fill(row, run("infer_worker", scale=s, lr_hw=hw, amp=precision, batch=8, repeats=2))
+                if row.seconds:
+                    row.note = f"{8 / row.seconds:.1f} images/s"
+                rows.append(row)
     if mode == "full":
+        s, hw = 4, STANDARD_SIZES[4]
         rows.append(
             _fill(
                 Row("inference", "default + torch.compile", s, hw, note="after one compiling call"),
@@ -405,8 +472,10 @@ def _training(run: _Runner, mode: str) -> list[Row]:
         "default": run("train_worker", steps=steps),
         "explicit": run("train_worker", attention="explicit", channels_last=False, steps=steps),
     }
-    if mode != "quick":
+    if mode != "quick" and run.device == "cpu":  # channels-last is applied on CPU only
         results["default, NCHW"] = run("train_worker", channels_last=False, steps=steps)
+    if mode != "quick":
+        results["default + bf16 autocast"] = run("train_worker", amp="bf16", steps=steps)
     rows = {name: _fill(Row(what, name, 4), res) for name, res in results.items()}
     loss0 = {name: res["loss0"] for name, res in results.items() if res.get("ok")}
     for name, row in rows.items():
@@ -435,9 +504,9 @@ def _training(run: _Runner, mode: str) -> list[Row]:
 
 
 def _uhd(run: _Runner, mode: str, tile: int, overlap: int) -> list[Row]:
-    """A 960×540 photo upscaled tiled (and, with --full, whole-image): x4 with random weights (the
-    3840×2160 target) and, with --ckpt, the checkpoint's network, whose PSNRs against the HR photo
-    are meaningful (a random network's are not; its tiled-vs-whole PSNR still is a measure)."""
+    """A 960×540 photo upscaled tiled (and, with --full, whole-image and streamed): x4 with random
+    weights (the 3840×2160 target) and, with --ckpt, the checkpoint's network, whose PSNRs against the
+    HR photo are meaningful (a random network's are not; its tiled-vs-whole PSNR still is a measure)."""
     import tempfile
 
     from esrt_lit.export import load_net
@@ -449,35 +518,56 @@ def _uhd(run: _Runner, mode: str, tile: int, overlap: int) -> list[Row]:
     if run.ckpt is not None:
         trained = load_net(run.ckpt)
         nets = [(run.ckpt, trained)] if trained.scale == 4 else [*nets, (run.ckpt, trained)]
+    paths = {"tiled": {"tile": tile}, "whole": {"tile": None}, "streamed": {"stream_rows": STREAM_ROWS}}
     rows = []
     with tempfile.TemporaryDirectory(prefix="esrt_bench_") as tmp:
         for ckpt, net in nets:
             s = net.scale
             what = f"{UHD_LR[1] * s}×{UHD_LR[0] * s} out"
             weights = f"weights of {Path(ckpt).name}" if ckpt else "random weights"
-            outs = {name: str(Path(tmp) / f"{name}_{s}_{ckpt is None}.npy") for name in ("tiled", "whole")}
-            tiled = Row(
-                what, f"tiled {tile}/{overlap}", s, UHD_LR, macs=_tiled_macs(net, UHD_LR, tile, overlap)
-            )
-            _fill(tiled, run("uhd_worker", tile=tile, overlap=overlap, out_path=outs["tiled"], ckpt=ckpt))
-            rows.append(tiled)
+            outs = {name: str(Path(tmp) / f"{name}_{s}_{ckpt is None}.npy") for name in paths}
+            whole_macs = count_macs(net, UHD_LR)["exact"]
+            made = {
+                "tiled": Row(
+                    what, f"tiled {tile}/{overlap}", s, UHD_LR, macs=_tiled_macs(net, UHD_LR, tile, overlap)
+                )
+            }
+            if mode == "full":
+                made["whole"] = Row(what, "default (whole image)", s, UHD_LR, macs=whole_macs)
+                made["streamed"] = Row(what, f"streamed {STREAM_ROWS} rows", s, UHD_LR, macs=whole_macs)
+            for name, row in made.items():
+                _fill(
+                    row,
+                    run(
+                        "uhd_worker",
+                        overlap=overlap,
+                        out_path=outs[name],
+                        ckpt=ckpt,
+                        **{"tile": None, **paths[name]},
+                    ),
+                )
+                rows.append(row)
             if mode != "full":
-                tiled.note = f"{weights}; the PSNR against whole-image inference needs --full"
+                made["tiled"].note = f"{weights}; the PSNR against whole-image inference needs --full"
                 continue
-            whole = Row(what, "default (whole image)", s, UHD_LR, macs=count_macs(net, UHD_LR)["exact"])
-            _fill(whole, run("uhd_worker", tile=None, overlap=overlap, out_path=outs["whole"], ckpt=ckpt))
-            rows.append(whole)
-            if tiled.seconds is None or whole.seconds is None:
+            if made["whole"].seconds is None:
                 continue
             _, hr, name = _photo_pair(s)
-            sr_t, sr_w = np.load(outs["tiled"]), np.load(outs["whole"])
-            p_t, p_w, p_tw = _psnr(sr_t, hr), _psnr(sr_w, hr), _psnr(sr_t, sr_w)
-            tiled.extra.update(psnr_tiled=p_t, psnr_whole=p_w, psnr_tiled_vs_whole=p_tw)
-            tiled.note = (
-                f"{name}, {weights}: RGB PSNR vs HR tiled {p_t:.3f} / whole {p_w:.3f} dB "
-                f"(Δ {p_t - p_w:+.3f} dB); tiled vs whole {p_tw:.1f} dB"
-            )
-            _ratios(tiled, whole)
+            sr_w = np.load(outs["whole"])
+            p_w = _psnr(sr_w, hr)
+            for key in ("tiled", "streamed"):
+                row = made[key]
+                if row.seconds is None:
+                    continue
+                sr = np.load(outs[key])
+                p, p_vs = _psnr(sr, hr), _psnr(sr, sr_w)
+                row.extra.update(psnr=p, psnr_whole=p_w, psnr_vs_whole=p_vs)
+                row.note = (
+                    f"{name}, {weights}: RGB PSNR vs HR {p:.3f} / whole {p_w:.3f} dB "
+                    f"(Δ {p - p_w:+.3f} dB); vs whole {p_vs:.1f} dB, "
+                    f"{int(np.count_nonzero(sr != sr_w))} of {sr.size} values differ"
+                )
+                _ratios(row, made["whole"])
     return rows
 
 
@@ -520,7 +610,7 @@ def format_table(rows: Sequence[Row]) -> str:
                     _fmt(r.gflops, ".0f"),
                     _fmt(r.ratio_time, ".1f"),
                     _fmt(r.ratio_peak, ".1f"),
-                    r.note,
+                    r.note.replace("|", "\\|"),
                 ]
             )
             + " |"
@@ -545,6 +635,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tile", type=int, default=192, help="LR tile side of the tiled rows")
     parser.add_argument("--overlap", type=int, default=16, help="LR overlap of the tiled rows")
     parser.add_argument("--threads", type=int, default=None, help="torch threads in each measurement")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per measurement")
     parser.add_argument(
         "--device",
@@ -552,12 +647,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="cpu or cuda (default: cuda if any)",
     )
     args = parser.parse_args(argv)
+    sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+    if unknown := sorted(set(sections) - set(SECTIONS)):
+        parser.error(f"--sections {','.join(unknown)}: unknown; choose from {','.join(SECTIONS)}")
     if args.json is not None and args.json.exists():
         parser.error(f"--json {args.json} already exists; choose another path")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     mode_name = "quick" if args.quick else "full" if args.full else "default"
     start = time.perf_counter()
-    result = run_bench(mode_name, args.tile, args.overlap, args.threads, args.ckpt, args.timeout, args.device)
+    result = run_bench(
+        mode_name, args.tile, args.overlap, args.threads, args.ckpt, args.timeout, args.device, sections
+    )
     result["context"]["wall_s"] = time.perf_counter() - start
     ctx = result["context"]
     print(result["table"])  # noqa: T201

@@ -37,6 +37,7 @@ from torch import nn
 
 from esrt_lit.data.imresize import imresize
 from esrt_lit.data.io import IMAGE_SUFFIXES, list_images, modcrop, read_image
+from esrt_lit.inference import upscale
 from esrt_lit.metrics.color import quantize, rgb_to_y
 from esrt_lit.metrics.functional import psnr, ssim
 
@@ -180,31 +181,10 @@ def _describe(model: ModelSpec) -> str:
 def _forward(
     net: nn.Module, lr: torch.Tensor, scale: int, tile: int | None, tile_overlap: int
 ) -> torch.Tensor:
-    """``net(lr)``, or over overlapping ``tile``-pixel LR tiles whose outputs are averaged where they overlap."""
-    h, w = lr.shape[-2:]
-    if tile is None or (h <= tile and w <= tile):
+    """``net(lr)``, or blended over overlapping ``tile``-pixel LR tiles (:func:`esrt_lit.inference.upscale`)."""
+    if tile is None:
         return net(lr)
-    if tile <= tile_overlap:
-        raise ValueError(f"tile={tile} must exceed tile_overlap={tile_overlap}")
-    stride = tile - tile_overlap
-    tops = [*range(0, max(h - tile, 0), stride), max(h - tile, 0)]
-    lefts = [*range(0, max(w - tile, 0), stride), max(w - tile, 0)]
-    out = lr.new_zeros((lr.shape[0], 3, h * scale, w * scale))
-    weight = lr.new_zeros((1, 1, h * scale, w * scale))
-    for top in tops:
-        for left in lefts:
-            patch = lr[..., top : top + tile, left : left + tile]
-            sr = net(patch)
-            expected = (lr.shape[0], 3, patch.shape[-2] * scale, patch.shape[-1] * scale)
-            if tuple(sr.shape) != expected:
-                raise ValueError(
-                    f"a tile of {tuple(patch.shape)} gave {tuple(sr.shape)}; expected {expected}"
-                )
-            rows = slice(top * scale, (top + patch.shape[-2]) * scale)
-            cols = slice(left * scale, (left + patch.shape[-1]) * scale)
-            out[..., rows, cols] += sr
-            weight[..., rows, cols] += 1
-    return out / weight
+    return upscale(net, lr, tile=tile, overlap=tile_overlap, scale=scale)
 
 
 def _lr_files(lr_dir: Path, scale: int) -> dict[str, Path]:

@@ -1,4 +1,5 @@
-"""Super-resolve an image of any size: whole-image or tiled with feathered overlaps.
+"""Super-resolve an image of any size: whole-image, streamed (exact, bounded memory) or tiled with
+feathered overlaps.
 
 The released code's ``forward_chop`` cuts the LR image into four quarters recursively and is
 hard-wired to x4. Here tiles of a fixed LR size are laid on a grid with at least ``overlap`` LR pixels
@@ -7,21 +8,25 @@ the overlaps it shares (and stays 1 at the image border), and the weighted tiles
 the summed weights, so seams vanish and memory is bounded by the tile size (plus the output image).
 
 ESRT's EMHA attends within chunks of a quarter of the tokens and its channel attention pools over the
-whole input, so tiled and whole-image outputs differ slightly everywhere, not only at seams;
-``python -m esrt_lit.bench`` reports the PSNR difference on a real photo.
+whole input, so tiled and whole-image outputs differ slightly everywhere, not only at seams
+(``python -m esrt_lit.bench --full`` reports the PSNR difference on a real photo). ``stream_rows``
+gives the whole-image output itself in bounded memory
+(:func:`esrt_lit.models.streaming.forward_streamed`); it costs the whole-image time, which grows
+with the square of the image's pixel count (attention), where tiles cost time linear in it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["tile_starts", "upscale"]
+__all__ = ["amp_context", "tile_starts", "upscale"]
 
 Image = TypeVar("Image", torch.Tensor, np.ndarray)
 
@@ -64,7 +69,12 @@ def _ramps(starts: list[int], tile: int, length: int, scale: int, like: torch.Te
     return ramps
 
 
-def _amp_context(amp: Any, device: torch.device) -> contextlib.AbstractContextManager:
+def amp_context(amp: Any, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast to ``amp`` (``"bf16"``/``"fp16"``, a dtype, or True for bf16) on ``device``; None: no-op.
+
+    Raises:
+        ValueError: another value.
+    """
     if amp is None or amp is False:
         return contextlib.nullcontext()
     if amp is True:
@@ -89,7 +99,7 @@ def _to_batch(image: Any) -> tuple[torch.Tensor, dict[str, Any]]:
         if image.ndim != 3 or image.shape[2] not in (1, 3):
             raise ValueError(f"numpy image has shape {image.shape}; expected (H, W), (H, W, 1) or (H, W, 3)")
         channels = image.shape[2]
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)[None].float() / 255
         if channels == 1:
             x = x.expand(1, 3, *x.shape[-2:])
         return x, {"kind": "numpy", "channels": channels, "squeeze_hw": grey_2d}
@@ -131,6 +141,7 @@ def upscale(
     scale: int | None = None,
     batch_tiles: int = 1,
     amp: str | torch.dtype | bool | None = None,
+    stream_rows: int | None = None,
 ) -> Image:
     """Super-resolve ``image`` with ``model`` under :func:`torch.inference_mode`.
 
@@ -146,14 +157,18 @@ def upscale(
             disagrees with the model's output is an error.
         batch_tiles: tiles run per forward pass (more is faster on a GPU, needs more memory).
         amp: None (model's precision), ``"bf16"`` or ``"fp16"`` autocast.
+        stream_rows: run an :class:`~esrt_lit.models.ESRT` with
+            :func:`~esrt_lit.models.streaming.forward_streamed` in blocks of this many LR rows: the
+            whole-image output to float rounding, in a fraction of its memory. Excludes ``tile``.
 
     Returns:
         The SR image of the input's type: a tensor on the input's device and dtype (not clamped), or a
         uint8 numpy array of the input's layout (clamped and rounded).
 
     Raises:
-        ValueError: a malformed image, ``tile``/``overlap``/``batch_tiles`` out of range, or a scale
-            that disagrees with the model.
+        ValueError: a malformed image, ``tile``/``overlap``/``batch_tiles``/``stream_rows`` out of
+            range, ``stream_rows`` with ``tile`` or with a network other than ESRT, or a scale that
+            disagrees with the model.
     """
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
         raise ValueError(f"tile={tile!r}; expected None or a positive integer")
@@ -165,27 +180,46 @@ def upscale(
             raise ValueError(f"overlap={overlap}; expected 0 <= overlap < tile={tile}")
     if batch_tiles < 1:
         raise ValueError(f"batch_tiles={batch_tiles}; expected a positive integer")
+    forward = _streamed(model, stream_rows, tile) if stream_rows is not None else model
     x, meta = _to_batch(image)
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else x.device
     dtype = param.dtype if param is not None else torch.float32
     x = x.to(device=device, dtype=dtype)
-    sr = _Runner(model, amp, device, dtype, scale if scale is not None else getattr(model, "scale", None))
+    sr = _Runner(forward, amp, device, dtype, scale if scale is not None else getattr(model, "scale", None))
     with torch.inference_mode():
         out = sr(x) if tile is None else _tiled(sr, x, tile, overlap, batch_tiles)
     return _from_batch(out, meta)
+
+
+def _streamed(model: nn.Module, rows: Any, tile: int | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    from esrt_lit.models import ESRT
+    from esrt_lit.models.streaming import forward_streamed
+
+    if tile is not None:
+        raise ValueError(f"stream_rows={rows!r} and tile={tile!r}: choose one (streaming is whole-image)")
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise ValueError(f"stream_rows={rows!r}; expected None or a positive number of LR rows")
+    if not isinstance(model, ESRT):
+        raise ValueError(f"stream_rows needs an ESRT network; got {type(model).__name__}")
+    return functools.partial(forward_streamed, model, rows=rows)
 
 
 class _Runner:
     """Calls the model (under autocast if asked) and checks that it upscales by one integer factor."""
 
     def __init__(
-        self, model: nn.Module, amp: Any, device: torch.device, dtype: torch.dtype, scale: int | None
+        self,
+        model: Callable[[torch.Tensor], torch.Tensor],
+        amp: Any,
+        device: torch.device,
+        dtype: torch.dtype,
+        scale: int | None,
     ) -> None:
         self.model, self.amp, self.device, self.dtype, self.scale = model, amp, device, dtype, scale
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        with _amp_context(self.amp, self.device):
+        with amp_context(self.amp, self.device):
             y = self.model(batch)
         ratio_h, ratio_w = y.shape[-2] / batch.shape[-2], y.shape[-1] / batch.shape[-1]
         if ratio_h != ratio_w or ratio_h != int(ratio_h) or self.scale not in (None, int(ratio_h)):

@@ -3,7 +3,8 @@
 ``input`` is an image or a folder of images; each result is written under ``output`` with the input's
 file name. Grey images stay grey (the network sees the grey channel repeated, its output is averaged
 back); an RGBA image's colour goes through the network and its alpha is upscaled with MATLAB bicubic
-and re-attached. Large images are processed in overlapping tiles (:func:`esrt_lit.inference.upscale`).
+and re-attached. Large images are processed in overlapping tiles (:func:`esrt_lit.inference.upscale`),
+or with ``tile=exact`` streamed in row blocks, which gives the whole-image output in bounded memory.
 No existing file is replaced unless ``overwrite=true``: the run checks every target before writing.
 """
 
@@ -29,6 +30,7 @@ from esrt_lit.data.io import IMAGE_SUFFIXES, list_images, read_image, write_imag
 from esrt_lit.eval import resolve_device
 from esrt_lit.evaluation import load_model
 from esrt_lit.inference import upscale as upscale_array
+from esrt_lit.models import ESRT
 from esrt_lit.paths import PROJECT_ROOT
 from esrt_lit.utils.resolvers import register_resolvers
 from esrt_lit.utils.task import ConfigError, extras, task_wrapper
@@ -39,32 +41,45 @@ log = logging.getLogger(__name__)
 
 CONF_DIR = str(PROJECT_ROOT / "conf")
 AUTO_TILE = 256
+EXACT = "exact"
+STREAM_ROWS = 32
 
 register_resolvers()
 
 
-def choose_tile(tile: int | str | None, lr_hw: tuple[int, int], max_whole_pixels: int) -> int | None:
-    """The LR tile side for an image: ``auto`` tiles (``AUTO_TILE``) above ``max_whole_pixels``."""
-    if tile == "auto":
-        return AUTO_TILE if lr_hw[0] * lr_hw[1] > max_whole_pixels else None
+def choose_tile(tile: int | str | None, lr_hw: tuple[int, int], max_whole_pixels: int) -> int | str | None:
+    """How to run an image: a LR tile side, None (whole image) or ``"exact"`` (streamed).
+
+    ``auto`` tiles (``AUTO_TILE``) above ``max_whole_pixels`` LR pixels; ``exact`` streams above it.
+    """
+    if tile in ("auto", EXACT):
+        if lr_hw[0] * lr_hw[1] <= max_whole_pixels:
+            return None
+        return AUTO_TILE if tile == "auto" else EXACT
     if tile is None or (isinstance(tile, int) and not isinstance(tile, bool) and tile > 0):
         return tile
-    raise ConfigError(f"tile={tile!r}; expected auto, null or a positive number of LR pixels")
+    raise ConfigError(f"tile={tile!r}; expected auto, exact, null or a positive number of LR pixels")
 
 
 def upscale_image(
-    net: nn.Module, image: np.ndarray, scale: int, tile: int | None = None, overlap: int = 16
+    net: nn.Module, image: np.ndarray, scale: int, tile: int | str | None = None, overlap: int = 16
 ) -> np.ndarray:
     """Upscale a ``uint8`` HWC image with 1, 3 or 4 channels; returns the same layout, ``s`` times larger.
 
     The colour (or grey) part goes through ``net``; an alpha channel is upscaled with MATLAB bicubic.
+    ``tile="exact"`` streams an ESRT in blocks of ``STREAM_ROWS`` LR rows (the whole-image output in
+    bounded memory); other networks then run on the whole image.
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (1, 3, 4):
         raise ValueError(
             f"expected a uint8 HWC image with 1, 3 or 4 channels, got {image.dtype} {image.shape}"
         )
     colour = image[:, :, :3] if image.shape[2] == 4 else image
-    out = upscale_array(net, np.ascontiguousarray(colour), tile=tile, overlap=overlap, scale=scale)
+    if tile == EXACT:
+        rows = STREAM_ROWS if isinstance(net, ESRT) else None
+        out = upscale_array(net, np.ascontiguousarray(colour), scale=scale, stream_rows=rows)
+    else:
+        out = upscale_array(net, np.ascontiguousarray(colour), tile=tile, overlap=overlap, scale=scale)
     if image.shape[2] == 4:
         alpha = imresize(image[:, :, 3:].astype(np.float64), scale)
         alpha = np.clip(np.floor(alpha + 0.5), 0, 255).astype(np.uint8)
@@ -124,7 +139,11 @@ def upscale_files(
             dst,
             result.shape[1],
             result.shape[0],
-            f", tiles of {image_tile}" if image_tile else "",
+            f", tiles of {image_tile}"
+            if isinstance(image_tile, int)
+            else f", {image_tile}"
+            if image_tile
+            else "",
             time.perf_counter() - start,
         )
     return written

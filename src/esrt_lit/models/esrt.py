@@ -166,13 +166,9 @@ class ESRT(nn.Module):
         self.config["attention"] = attention
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, h, w]`` in [0, 1] → ``[B, 3, h·s, w·s]``.
-
-        Raises:
-            ValueError: not a 4-D 3-channel tensor, or ``h``/``w`` below 2, or fewer tokens than
-                ``attn_splits``.
-        """
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ValueError unless ``x`` is ``[B, 3, h, w]`` with ``h, w >= 2`` and at least
+        ``attn_splits`` pixels."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"ESRT expects a [B, 3, H, W] tensor, got shape {tuple(x.shape)}")
         h, w = x.shape[-2], x.shape[-1]
@@ -181,6 +177,15 @@ class ESRT(nn.Module):
                 f"input of {h}×{w} pixels is too small; ESRT needs height and width >= {self.min_size}"
                 f" and at least attn_splits={self.config['attn_splits']} pixels"
             )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, h, w]`` in [0, 1] → ``[B, 3, h·s, w·s]``.
+
+        Raises:
+            ValueError: not a 4-D 3-channel tensor, or ``h``/``w`` below 2, or fewer tokens than
+                ``attn_splits``.
+        """
+        self.check_input(x)
         nhwc = self.channels_last and x.device.type == "cpu" and not torch.onnx.is_in_onnx_export()
         if nhwc:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -49,12 +49,56 @@ def tokens_to_feature(t: torch.Tensor, size: tuple[int, int], channels: int | No
     return F.fold(t.transpose(1, 2), output_size=size, kernel_size=3, padding=1)
 
 
+#: Head width multiple that CUDA's fused attention kernels (flash, memory-efficient) require.
+CUDA_HEAD_MULTIPLE = 8
+
+
+def fused_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, head_multiple: int | None = None
+) -> torch.Tensor:
+    """``scaled_dot_product_attention`` with the head width zero-padded to ``head_multiple``.
+
+    ESRT's heads are 18 wide (144 / 8). CUDA's flash and memory-efficient kernels need a multiple of 8
+    and otherwise fall back to the math kernel, which materialises ``q·kᵀ`` like the released code.
+    Zero columns change no dot product and the scale is explicit, so padding is exact; the padded
+    output columns are dropped. Default: pad on CUDA only (CPU's flash kernel takes any width).
+    """
+    if head_multiple is None:
+        head_multiple = CUDA_HEAD_MULTIPLE if q.device.type == "cuda" else 1
+    d = q.shape[-1]
+    pad = -d % head_multiple
+    if pad:
+        q, k, v = (F.pad(t, (0, pad)) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    return out[..., :d] if pad else out
+
+
 def _attend(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, impl: AttentionImpl
 ) -> torch.Tensor:
     if impl == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v, scale=scale)
+        return fused_attention(q, k, v, scale)
     return torch.softmax((q @ k.transpose(-2, -1)) * scale, dim=-1) @ v
+
+
+def chunk_length(n: int, splits: int) -> int:
+    """Tokens per EMHA chunk: ``n // splits`` (``torch.split`` semantics, as released).
+
+    Raises:
+        ValueError: fewer than ``splits`` tokens.
+    """
+    if n < splits:
+        raise ValueError(
+            f"{n} tokens cannot be cut into attn_splits={splits} chunks; need at least {splits} tokens"
+        )
+    return n // splits
+
+
+def chunk_ranges(n: int, splits: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` token ranges of the EMHA chunks of an ``n``-token sequence: chunks of
+    :func:`chunk_length` tokens and, when ``n`` is not a multiple, one shorter chunk at the end."""
+    chunk = chunk_length(n, splits)
+    return [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
 
 
 def chunked_attention(
@@ -82,11 +126,7 @@ def chunked_attention(
     if torch.onnx.is_in_onnx_export():
         return padded_chunked_attention(q, k, v, splits, scale)
     b, h, n, d = q.shape
-    chunk = n // splits
-    if chunk < 1:
-        raise ValueError(
-            f"{n} tokens cannot be cut into attn_splits={splits} chunks; need at least {splits} tokens"
-        )
+    chunk = chunk_length(n, splits)
     if impl == "explicit":
         chunks = zip(q.split(chunk, dim=2), k.split(chunk, dim=2), v.split(chunk, dim=2), strict=True)
         return torch.cat([_attend(qc, kc, vc, scale, impl) for qc, kc, vc in chunks], dim=2)
@@ -158,13 +198,29 @@ class EMHA(nn.Module):
         self.qkv = nn.Linear(inner, 3 * inner, bias=False)
         self.proj = nn.Linear(inner, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, N, dim]`` → ``[B, N, dim]``."""
+    def heads_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tokens ``[B, N, dim]`` → per-head ``q, k, v``, each ``[B, heads, N, dim / 2 / heads]``."""
         x = self.reduce(x)
         b, n, c = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        out = chunked_attention(q, k, v, self.splits, self.scale, self.attention)
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+        return q, k, v
+
+    def merge(self, out: torch.Tensor) -> torch.Tensor:
+        """Per-head attention output ``[B, heads, N, d]`` → projected tokens ``[B, N, dim]``."""
+        b, h, n, d = out.shape
+        return self.proj(out.transpose(1, 2).reshape(b, n, h * d))
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, splits: int | None = None
+    ) -> torch.Tensor:
+        """Chunked softmax attention with this EMHA's scale and implementation (``splits`` default: its own)."""
+        return chunked_attention(
+            q, k, v, self.splits if splits is None else splits, self.scale, self.attention
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, N, dim]`` → ``[B, N, dim]``."""
+        return self.merge(self.attend(*self.heads_qkv(x)))
 
 
 class MLP(nn.Module):
