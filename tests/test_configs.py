@@ -120,7 +120,7 @@ def test_ddp_trainer_configs(tmp_path: Path) -> None:
     ddp_cpu = _compose("train", ["trainer=ddp_cpu"], tmp_path).trainer
     assert (ddp_cpu.accelerator, ddp_cpu.strategy, ddp_cpu.devices) == ("cpu", "ddp", 2)
     multinode = _compose("train", ["trainer=multinode"], tmp_path).trainer
-    assert (multinode.strategy, multinode.num_nodes, multinode.precision) == ("ddp", 2, "bf16-mixed")
+    assert (multinode.strategy, multinode.num_nodes, multinode.precision) == ("ddp", 2, "32-true")
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
