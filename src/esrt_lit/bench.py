@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from esrt_lit.models.streaming import DEFAULT_ROWS
 from esrt_lit.profiling import PeakMemory, count_macs, run_isolated
 
 __all__ = ["STANDARD_SIZES", "Row", "main", "run_bench"]
@@ -67,7 +68,6 @@ SQUARE = (128, 128)
 UHD_LR = (540, 960)  # x4 → 3840×2160
 TRAIN_BATCH, TRAIN_PATCH = 16, 48
 HEAVY_MACS = 500e9  # above this, a row is timed from a single pass
-STREAM_ROWS = 32
 SECTIONS = ("inference", "options", "training", "uhd")
 _SELF = "esrt_lit.bench"
 
@@ -394,7 +394,7 @@ def _inference_rows(
         rows.append(explicit)
         _ratios(default, explicit)
     if standard:
-        streamed = Row("inference", f"streamed {STREAM_ROWS} rows", **base)
+        streamed = Row("inference", f"streamed {DEFAULT_ROWS} rows", **base)
         streamed.note = "the whole-image output in row blocks"
         rows.append(
             _fill(
@@ -403,7 +403,7 @@ def _inference_rows(
                     "infer_worker",
                     scale=s,
                     lr_hw=hw,
-                    stream_rows=STREAM_ROWS,
+                    stream_rows=DEFAULT_ROWS,
                     **(one_pass if long else few),
                 ),
             )
@@ -518,7 +518,7 @@ def _uhd(run: _Runner, mode: str, tile: int, overlap: int) -> list[Row]:
     if run.ckpt is not None:
         trained = load_net(run.ckpt)
         nets = [(run.ckpt, trained)] if trained.scale == 4 else [*nets, (run.ckpt, trained)]
-    paths = {"tiled": {"tile": tile}, "whole": {"tile": None}, "streamed": {"stream_rows": STREAM_ROWS}}
+    paths = {"tiled": {"tile": tile}, "whole": {"tile": None}, "streamed": {"stream_rows": DEFAULT_ROWS}}
     rows = []
     with tempfile.TemporaryDirectory(prefix="esrt_bench_") as tmp:
         for ckpt, net in nets:
@@ -534,7 +534,7 @@ def _uhd(run: _Runner, mode: str, tile: int, overlap: int) -> list[Row]:
             }
             if mode == "full":
                 made["whole"] = Row(what, "default (whole image)", s, UHD_LR, macs=whole_macs)
-                made["streamed"] = Row(what, f"streamed {STREAM_ROWS} rows", s, UHD_LR, macs=whole_macs)
+                made["streamed"] = Row(what, f"streamed {DEFAULT_ROWS} rows", s, UHD_LR, macs=whole_macs)
             for name, row in made.items():
                 _fill(
                     row,

@@ -31,6 +31,7 @@ from esrt_lit.eval import resolve_device
 from esrt_lit.evaluation import load_model
 from esrt_lit.inference import upscale as upscale_array
 from esrt_lit.models import ESRT
+from esrt_lit.models.streaming import DEFAULT_ROWS
 from esrt_lit.paths import PROJECT_ROOT
 from esrt_lit.utils.resolvers import register_resolvers
 from esrt_lit.utils.task import ConfigError, extras, task_wrapper
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 CONF_DIR = str(PROJECT_ROOT / "conf")
 AUTO_TILE = 256
 EXACT = "exact"
-STREAM_ROWS = 32
 
 register_resolvers()
 
@@ -67,7 +67,7 @@ def upscale_image(
     """Upscale a ``uint8`` HWC image with 1, 3 or 4 channels; returns the same layout, ``s`` times larger.
 
     The colour (or grey) part goes through ``net``; an alpha channel is upscaled with MATLAB bicubic.
-    ``tile="exact"`` streams an ESRT in blocks of ``STREAM_ROWS`` LR rows (the whole-image output in
+    ``tile="exact"`` streams an ESRT in blocks of ``DEFAULT_ROWS`` LR rows (the whole-image output in
     bounded memory); other networks then run on the whole image.
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (1, 3, 4):
@@ -76,10 +76,10 @@ def upscale_image(
         )
     colour = image[:, :, :3] if image.shape[2] == 4 else image
     if tile == EXACT:
-        rows = STREAM_ROWS if isinstance(net, ESRT) else None
-        out = upscale_array(net, np.ascontiguousarray(colour), scale=scale, stream_rows=rows)
+        how = {"stream_rows": DEFAULT_ROWS if isinstance(net, ESRT) else None}
     else:
-        out = upscale_array(net, np.ascontiguousarray(colour), tile=tile, overlap=overlap, scale=scale)
+        how = {"tile": tile, "overlap": overlap}
+    out = upscale_array(net, np.ascontiguousarray(colour), scale=scale, **how)
     if image.shape[2] == 4:
         alpha = imresize(image[:, :, 3:].astype(np.float64), scale)
         alpha = np.clip(np.floor(alpha + 0.5), 0, 255).astype(np.uint8)

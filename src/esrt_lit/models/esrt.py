@@ -8,7 +8,7 @@ exposed for its ablations. Inputs and outputs are RGB in [0, 1] (no mean shift).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -185,13 +185,23 @@ class ESRT(nn.Module):
             ValueError: not a 4-D 3-channel tensor, or ``h``/``w`` below 2, or fewer tokens than
                 ``attn_splits``.
         """
+        return self.forward_with(x, self.ltb, self.ir)
+
+    def forward_with(
+        self,
+        x: torch.Tensor,
+        ltb: Callable[[torch.Tensor], torch.Tensor],
+        ir: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """The forward pass with the LTB and IR stages given as callables (``self.ltb``, ``self.ir``
+        in :meth:`forward`; :mod:`esrt_lit.models.streaming` passes row-blocked equivalents)."""
         self.check_input(x)
         nhwc = self.channels_last and x.device.type == "cpu" and not torch.onnx.is_in_onnx_export()
         if nhwc:
             x = x.contiguous(memory_format=torch.channels_last)
         f0 = self.sfe(x)
-        body = self.body_conv(self.skip_scale(f0) + self.body_scale(self.ltb(self.lcb(f0))))
-        out = self.ir(body, f0)
+        body = self.body_conv(self.skip_scale(f0) + self.body_scale(ltb(self.lcb(f0))))
+        out = ir(body, f0)
         return out.contiguous() if nhwc else out
 
     @classmethod

@@ -29,9 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from esrt_lit.models.esrt import ESRT
-from esrt_lit.models.transformer import LTB, EfficientTransformer, chunk_ranges
+from esrt_lit.models.transformer import LTB, EfficientTransformer, chunk_ranges, match_layout
 
-__all__ = ["forward_streamed"]
+__all__ = ["DEFAULT_ROWS", "forward_streamed"]
+
+#: LR rows per block by default (3840×2160 output at x4: ~1 GB peak, the LCB's).
+DEFAULT_ROWS = 32
 
 
 def _row_span(a: int, b: int, w: int) -> tuple[int, int]:
@@ -108,10 +111,7 @@ def _stream_ltb(ltb: LTB, x: torch.Tensor, block: int) -> torch.Tensor:
 
         _stream_et(et, read, store, n, block)
         read = lambda a, b, src=tokens: src[:, a:b]  # noqa: E731
-    y = acc[:, :, 1:-1, 1:-1]
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        y = y.contiguous(memory_format=torch.channels_last)  # as LTB.forward: keep the caller's layout
-    return ltb.conv(y)
+    return ltb.conv(match_layout(acc[:, :, 1:-1, 1:-1], x))
 
 
 def _ir_halo(ir: nn.Module) -> int:
@@ -133,7 +133,7 @@ def _stream_ir(model: ESRT, body: torch.Tensor, f0: torch.Tensor, rows: int) -> 
     return out
 
 
-def forward_streamed(model: ESRT, x: torch.Tensor, rows: int = 32) -> torch.Tensor:
+def forward_streamed(model: ESRT, x: torch.Tensor, rows: int = DEFAULT_ROWS) -> torch.Tensor:
     """``model(x)`` computed with the LTB and IR in blocks of ``rows`` LR rows (module docstring).
 
     The result equals the whole-image forward to float rounding (float64: ~1e-15), for any knobs,
@@ -150,13 +150,8 @@ def forward_streamed(model: ESRT, x: torch.Tensor, rows: int = 32) -> torch.Tens
     """
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
         raise ValueError(f"rows={rows!r}; expected a positive integer number of LR rows per block")
-    model.check_input(x)
-    nhwc = model.channels_last and x.device.type == "cpu"
-    if nhwc:
-        x = x.contiguous(memory_format=torch.channels_last)
-    f0 = model.sfe(x)
-    feat = _stream_ltb(model.ltb, model.lcb(f0), rows * x.shape[-1])
-    body = model.body_conv(model.skip_scale(f0) + model.body_scale(feat))
-    del feat
-    out = _stream_ir(model, body, f0, rows)
-    return out.contiguous() if nhwc else out
+    return model.forward_with(
+        x,
+        lambda feat: _stream_ltb(model.ltb, feat, rows * feat.shape[-1]),
+        lambda body, f0: _stream_ir(model, body, f0, rows),
+    )

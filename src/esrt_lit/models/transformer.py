@@ -49,6 +49,14 @@ def tokens_to_feature(t: torch.Tensor, size: tuple[int, int], channels: int | No
     return F.fold(t.transpose(1, 2), output_size=size, kernel_size=3, padding=1)
 
 
+def match_layout(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``y`` in channels-last when ``like`` is (the fold returns NCHW; the caller's layout is kept for
+    the convolutions that follow)."""
+    if like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
+        return y.contiguous(memory_format=torch.channels_last)
+    return y
+
+
 #: Head width multiple that CUDA's fused attention kernels (flash, memory-efficient) require.
 CUDA_HEAD_MULTIPLE = 8
 
@@ -285,8 +293,5 @@ class LTB(nn.Module):
             t = feature_to_tokens(x, c)
             for et in self.ets:
                 t = et(t)
-            nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-            x = tokens_to_feature(t, (x.shape[-2], x.shape[-1]), c)
-            if nhwc:  # fold returns NCHW; keep the caller's layout for the convolutions that follow
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = match_layout(tokens_to_feature(t, (x.shape[-2], x.shape[-1]), c), x)
         return self.conv(x)
