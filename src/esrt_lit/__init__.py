@@ -5,8 +5,7 @@ Public names are imported lazily so that ``import esrt_lit`` stays cheap.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from esrt_lit._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -18,7 +17,4 @@ _LAZY = {
 __all__ = ["ESRT", "__version__", "evaluate_folder"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'esrt_lit' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from esrt_lit._lazy import lazy_getattr
 
 _LAZY = {
     "AtomicCheckpointIO": "esrt_lit.utils.checkpoint",
@@ -24,7 +23,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'esrt_lit.utils' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
