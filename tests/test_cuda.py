@@ -57,3 +57,123 @@ def test_streamed_and_training_step_on_cuda() -> None:
     opt.step()
     grads = [p.grad for p in net.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def _fit(tmp_path, compile, steps, callbacks=(), ckpt_path=None, **trainer_kwargs):
+    """Fit a tiny ESRT on tiny images on the GPU for ``steps`` steps; returns the module and its losses."""
+    import functools
+
+    from lightning.pytorch import Callback, Trainer
+
+    from esrt_lit.lit_module import SRLitModule
+    from esrt_lit.utils.resumable import ResumableSRDataModule
+    from train_helpers import make_tiny_images
+
+    class Losses(Callback):
+        def __init__(self) -> None:
+            self.values: list[torch.Tensor] = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, *args) -> None:
+            self.values.append(outputs["loss"])  # read back after the fit: no sync during it
+
+    data = make_tiny_images(tmp_path / "data")
+    torch.manual_seed(0)
+    net = ESRT(scale=2, n_feats=8, n_hpb=1, et_heads=4, low_repeats=1)
+    module = SRLitModule(
+        net, optimizer=functools.partial(torch.optim.Adam, lr=1e-3, fused=None), compile=compile
+    )
+    dm = ResumableSRDataModule(
+        scale=2,
+        patch_size=12,
+        batch_size=4,
+        iters_per_epoch=steps,
+        num_workers=0,
+        seed=1,
+        train=[{"kind": "folder", "path": str(data["train"])}],
+        val=[{"kind": "folder", "name": "tiny", "path": str(data["val"])}],
+    )
+    losses = Losses()
+    options = dict(
+        accelerator="gpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        limit_val_batches=0,
+    )
+    options.update(trainer_kwargs)
+    trainer = Trainer(callbacks=[losses, *callbacks], **options)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    return module, [float(v) for v in losses.values], trainer
+
+
+def test_captured_step_matches_eager_on_cuda(tmp_path) -> None:
+    """The first 50 losses of the CUDA-graph path equal eager's to fp32 rounding (TF32 off: its
+    rounding depends on the kernel)."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        eager_module, eager, _ = _fit(tmp_path / "eager", False, 50)
+        module, captured, _ = _fit(tmp_path / "captured", "auto", 50)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+    assert module.compile_mode == "reduce-overhead" and eager_module.compile_mode is None
+    assert module.trainer.optimizers[0].param_groups[0]["fused"] is True  # fused by default on CUDA
+    assert len(captured) == len(eager) == 50
+    assert max(abs(a - b) / b for a, b in zip(captured, eager, strict=True)) <= 1e-4
+
+
+def test_no_device_sync_between_logging_steps(tmp_path) -> None:
+    """Steps 10-19 of the fast path (compiled step in CUDA graphs, fused Adam, deferred NaN guard, the
+    default callbacks and a progress bar) run without one host-device synchronisation."""
+    from lightning.pytorch import Callback
+    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.loggers import CSVLogger
+
+    from esrt_lit.callbacks import LearningRateMonitor, NonFiniteLossGuard, TrainingSpeed
+
+    class NoSync(Callback):
+        def on_train_batch_start(self, trainer, *args) -> None:
+            if trainer.global_step == 10:
+                torch.cuda.set_sync_debug_mode("error")
+
+        def on_train_batch_end(self, trainer, *args) -> None:
+            if trainer.global_step == 19:
+                torch.cuda.set_sync_debug_mode("default")
+
+    guard = NonFiniteLossGuard()
+    callbacks = [
+        guard,
+        LearningRateMonitor(logging_interval="step"),
+        TrainingSpeed(),
+        ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0, every_n_train_steps=100),
+        RichProgressBar(),
+        NoSync(),
+    ]
+    try:
+        _, losses, _ = _fit(
+            tmp_path,
+            "auto",
+            30,
+            callbacks,
+            logger=CSVLogger(tmp_path),
+            log_every_n_steps=50,
+            enable_progress_bar=True,
+        )
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert guard.deferred and len(losses) == 30
+
+
+def test_captured_run_resumes_from_its_checkpoint(tmp_path) -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0, every_n_train_steps=10)
+    _fit(tmp_path / "first", "auto", 20, [ckpt], max_steps=10)
+    module, losses, trainer = _fit(
+        tmp_path / "resumed", "auto", 20, ckpt_path=tmp_path / "ckpt" / "last.ckpt"
+    )
+    assert module.compile_mode == "reduce-overhead"
+    assert trainer.global_step == 20 and len(losses) == 10  # the rest of the epoch, from step 10

@@ -166,30 +166,104 @@ def train_worker(
     scale: int = 4,
     amp: str | None = None,
     device: str = "cpu",
+    batch: int = TRAIN_BATCH,
+    patch: int = TRAIN_PATCH,
+    compile: str | None = None,
+    fused: bool | None = None,
 ) -> dict[str, Any]:
-    """Seconds per training step (L1 loss, Adam; batch 16, LR patch 48; the fastest of ``steps`` after
-    one warm-up step), the first step's loss, and peak memory; ``amp="bf16"`` runs the forward under
-    bf16 autocast (Lightning's ``precision="bf16-mixed"``)."""
+    """Seconds per training step of :class:`~esrt_lit.lit_module.SRLitModule`'s objective (L1 loss, Adam)
+    on random ``batch`` × ``patch``² LR patches, the first step's loss and seconds (compilation included),
+    and peak memory.
+
+    On a CPU the figure is the fastest of ``steps`` steps after one warm-up, each timed alone; on CUDA it
+    is the mean of ``steps`` steps run back to back after three warm-ups (CUDA graphs are recorded on
+    the second call), timed with one synchronisation at each end, as a training loop runs them.
+    ``compile`` is a :func:`torch.compile` mode (None: eager), ``fused`` Adam's ``fused`` flag,
+    ``amp="bf16"`` bf16 autocast (Lightning's ``precision="bf16-mixed"``).
+    """
     from esrt_lit.inference import amp_context
+    from esrt_lit.lit_module import SRLitModule
 
     net = _build(scale, attention, channels_last, train=True, device=device)
+    module = SRLitModule(net)
+    objective = module._forward_loss if compile is None else torch.compile(module._forward_loss, mode=compile)
     gen = torch.Generator().manual_seed(2)
-    lr = torch.rand(TRAIN_BATCH, 3, TRAIN_PATCH, TRAIN_PATCH, generator=gen).to(device)
-    hr = torch.rand(TRAIN_BATCH, 3, TRAIN_PATCH * scale, TRAIN_PATCH * scale, generator=gen).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    times, losses = [], []
+    lr = torch.rand(batch, 3, patch, patch, generator=gen).to(device)
+    hr = torch.rand(batch, 3, patch * scale, patch * scale, generator=gen).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4, fused=fused)
+    cuda = lr.device.type == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(lr.device)
+
+    def step() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        if compile is not None:
+            torch.compiler.cudagraph_mark_step_begin()
+        with amp_context(amp, lr.device):
+            loss = objective(lr, hr)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
     with PeakMemory(device) as mem:
-        for i in range(steps + 1):
+        start = time.perf_counter()
+        loss0 = float(step())
+        first = time.perf_counter() - start
+        times = []
+        if cuda:
+            for _ in range(3):
+                step()
+            sync()
             start = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            with amp_context(amp, lr.device):
-                loss = (net(lr).float() - hr).abs().mean()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            if i > 0:
+            for _ in range(steps):
+                step()
+            sync()
+            times.append((time.perf_counter() - start) / steps)
+        else:
+            for _ in range(steps):
+                start = time.perf_counter()
+                step()
                 times.append(time.perf_counter() - start)
-    return {"seconds": min(times), "loss0": losses[0], "peak_bytes": mem.peak_bytes}
+    return {"seconds": min(times), "first_step_s": first, "loss0": loss0, "peak_bytes": mem.peak_bytes}
+
+
+def loop_worker(scale: int, batch: int, patch: int, steps: int, device: str = "cpu") -> dict[str, Any]:
+    """The whole Lightning loop, ``python -m esrt_lit.train`` as a user runs it (data loading, logging,
+    checkpoints; the fast path on CUDA): ``speed/*`` of its ``metrics.json`` after ``steps`` steps on
+    Sun80 (the embedded images without the shared data), one Set5 validation at the end, no test."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from esrt_lit.paths import shared_dir
+
+    shared = shared_dir()
+    data = "sun80" if shared is not None and (shared / "data" / "train" / "Sun80").is_dir() else "default"
+    with tempfile.TemporaryDirectory() as out:
+        command = [
+            sys.executable,
+            "-m",
+            "esrt_lit.train",
+            f"trainer={'gpu' if device == 'cuda' else 'cpu'}",
+            f"data={data}",
+            f"scale={scale}",
+            f"data.batch_size={batch}",
+            f"data.patch_size={patch}",
+            f"data.iters_per_epoch={steps}",
+            "trainer.max_epochs=1",
+            "logger=csv",
+            "test=false",
+            "callbacks.rich_progress_bar=null",
+            f"hydra.run.dir={out}",
+        ]
+        proc = subprocess.run(command, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(command[2:])} exited {proc.returncode}: {proc.stderr[-2000:]}")
+        metrics = json.loads((Path(out) / "metrics.json").read_text())
+    speed = {k.removeprefix("speed/"): v for k, v in metrics.items() if k.startswith("speed/")}
+    return {"seconds": 1 / speed["it_per_s"], "data": data, **speed}
 
 
 def loader_worker(n_batches: int, num_workers: int) -> dict[str, Any]:
@@ -466,26 +540,8 @@ def _options(run: _Runner, mode: str) -> list[Row]:
 
 
 def _training(run: _Runner, mode: str) -> list[Row]:
-    steps = 1 if mode == "quick" else 3
-    what = f"train step b{TRAIN_BATCH} p{TRAIN_PATCH}"
-    results = {
-        "default": run("train_worker", steps=steps),
-        "explicit": run("train_worker", attention="explicit", channels_last=False, steps=steps),
-    }
-    if mode != "quick" and run.device == "cpu":  # channels-last is applied on CPU only
-        results["default, NCHW"] = run("train_worker", channels_last=False, steps=steps)
-    if mode != "quick":
-        results["default + bf16 autocast"] = run("train_worker", amp="bf16", steps=steps)
-    rows = {name: _fill(Row(what, name, 4), res) for name, res in results.items()}
-    loss0 = {name: res["loss0"] for name, res in results.items() if res.get("ok")}
-    for name, row in rows.items():
-        if name in loss0 and "explicit" in loss0:
-            row.note = (
-                f"first loss {loss0[name]:.7f} (|Δ| vs explicit {abs(loss0[name] - loss0['explicit']):.1e})"
-            )
-    _ratios(rows["default"], rows["explicit"])
-    consumed = TRAIN_BATCH / rows["default"].seconds if rows["default"].seconds else None
-    loader_rows = []
+    rows = _gpu_training(run, mode) if run.device == "cuda" else _cpu_training(run, mode)
+    consumed = next((TRAIN_BATCH / r.seconds for r in rows if r.path == "default" and r.seconds), None)
     for workers in (0,) if mode == "quick" else (0, 2):
         res = run("loader_worker", n_batches=10 if mode == "quick" else 40, num_workers=workers)
         row = Row("data loader", f"num_workers={workers}", 4, (TRAIN_PATCH, TRAIN_PATCH))
@@ -499,8 +555,97 @@ def _training(run: _Runner, mode: str) -> list[Row]:
             )
         else:
             row.note = f"FAILED: {res.get('error')}"
-        loader_rows.append(row)
-    return [*rows.values(), *loader_rows]
+        rows.append(row)
+    return rows
+
+
+def _cpu_training(run: _Runner, mode: str) -> list[Row]:
+    steps = 1 if mode == "quick" else 3
+    what = f"train step b{TRAIN_BATCH} p{TRAIN_PATCH}"
+    results = {
+        "default": run("train_worker", steps=steps),
+        "explicit": run("train_worker", attention="explicit", channels_last=False, steps=steps),
+    }
+    if mode != "quick":
+        results["default, NCHW"] = run("train_worker", channels_last=False, steps=steps)
+        results["default + bf16 autocast"] = run("train_worker", amp="bf16", steps=steps)
+    rows = {name: _fill(Row(what, name, 4), res) for name, res in results.items()}
+    loss0 = {name: res["loss0"] for name, res in results.items() if res.get("ok")}
+    for name, row in rows.items():
+        if name in loss0 and "explicit" in loss0:
+            row.note = (
+                f"first loss {loss0[name]:.7f} (|Δ| vs explicit {abs(loss0[name] - loss0['explicit']):.1e})"
+            )
+    _ratios(rows["default"], rows["explicit"])
+    return list(rows.values())
+
+
+#: (scale, batch, LR patch) of the GPU training rows: the released recipe's batch and patch, and a
+#: larger step that fills the GPU better.
+GPU_TRAIN_CONFIGS = ((2, 16, 48), (4, 16, 48), (2, 64, 64), (4, 64, 64))
+
+
+def _gpu_training(run: _Runner, mode: str) -> list[Row]:
+    """Per configuration: the step eager (default and fused Adam), compiled, captured in CUDA graphs
+    (the fast path's step) and the whole Lightning loop; ``--full`` adds explicit attention and bf16.
+
+    The measurements share a compile cache that starts empty: a step row's first step is a first
+    run's compilation, the loop row's (the same graphs) a second run's."""
+    import tempfile
+
+    previous = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    with tempfile.TemporaryDirectory(prefix="esrt-bench-compile-") as cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # inherited by the measuring processes
+        try:
+            return _gpu_training_rows(run, mode)
+        finally:
+            if previous is None:
+                os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+            else:
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = previous
+
+
+def _gpu_training_rows(run: _Runner, mode: str) -> list[Row]:
+    configs = GPU_TRAIN_CONFIGS[:1] if mode == "quick" else GPU_TRAIN_CONFIGS
+    steps = 20 if mode == "quick" else 50
+    rows: list[Row] = []
+    for scale, batch, patch in configs:
+        what = f"train step b{batch} p{patch}"
+        shape = {"scale": scale, "batch": batch, "patch": patch, "steps": steps}
+        paths = {"default": run("train_worker", **shape)}
+        if mode != "quick":
+            paths["fused Adam"] = run("train_worker", fused=True, **shape)
+            paths["compiled"] = run("train_worker", fused=True, compile="default", **shape)
+        paths["captured (CUDA graphs)"] = run("train_worker", fused=True, compile="reduce-overhead", **shape)
+        if mode == "full":
+            paths["explicit"] = run("train_worker", attention="explicit", **shape)
+            paths["default + bf16 autocast"] = run("train_worker", amp="bf16", **shape)
+        eager = paths["default"].get("seconds")
+        for name, res in paths.items():
+            row = _fill(Row(what, name, scale, (patch, patch)), res)
+            if res.get("ok"):
+                row.note = f"{1 / res['seconds']:.1f} it/s, {batch / res['seconds']:.0f} samples/s"
+                if eager and name != "default":
+                    row.note += f", {eager / res['seconds']:.2f}x default"
+                if res["first_step_s"] > 1:
+                    row.note += f"; first step {res['first_step_s']:.1f} s"
+                if name != "default" and paths["default"].get("ok"):
+                    row.note += f"; first loss |Δ| {abs(res['loss0'] - paths['default']['loss0']):.1e}"
+            rows.append(row)
+        loop = run(
+            "loop_worker", scale=scale, batch=batch, patch=patch, steps=400 if mode == "quick" else 600
+        )
+        row = _fill(
+            Row(f"train loop b{batch} p{patch}", "python -m esrt_lit.train", scale, (patch, patch)), loop
+        )
+        if loop.get("ok"):
+            row.note = (
+                f"{loop['it_per_s']:.1f} it/s, {loop['samples_per_s']:.0f} samples/s from step "
+                f"{loop['from_step']:.0f} ({loop['data']}; data, logging, checkpoints included); "
+                f"first step {loop['first_step_s']:.1f} s (second run: compile cache warm)"
+            )
+        rows.append(row)
+    return rows
 
 
 def _uhd(run: _Runner, mode: str, tile: int, overlap: int) -> list[Row]:

@@ -1,15 +1,20 @@
-"""Callbacks of the training loop: the non-finite loss guard."""
+"""Callbacks of the training loop: the non-finite loss guard, the learning-rate monitor and the
+training-speed record."""
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.distributed as dist
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor as _LearningRateMonitor
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-__all__ = ["NonFiniteLossError", "NonFiniteLossGuard"]
+__all__ = ["LearningRateMonitor", "NonFiniteLossError", "NonFiniteLossGuard", "TrainingSpeed"]
 
 log = logging.getLogger(__name__)
 
@@ -27,21 +32,221 @@ def _last_good_checkpoint(trainer: Trainer) -> str | None:
     return str(max(existing, key=lambda p: p.stat().st_mtime)) if existing else None
 
 
-class NonFiniteLossGuard(Callback):
-    """Stop training at the first NaN/inf loss, before its backward pass and optimiser step.
+def _sync(trainer: Trainer) -> None:
+    if trainer.strategy.root_device.type == "cuda":
+        torch.cuda.synchronize(trainer.strategy.root_device)
 
-    The run fails with :class:`NonFiniteLossError`, naming the step and the last checkpoint written:
-    no checkpoint is saved after the bad step, so the newest one on disk holds finite weights.
+
+class NonFiniteLossGuard(Callback):
+    """Stop training at a NaN/inf loss; the bad step never reaches the weights.
+
+    With a fused optimizer (``fused=True``, the default on CUDA, see
+    :meth:`~esrt_lit.lit_module.SRLitModule.configure_optimizers`) and no gradient scaler, the check
+    costs no device sync: each step hands the optimizer a device flag (``optimizer.found_inf``, which
+    fused Adam/AdamW read, as for gradient scaling) that makes the update a no-op when the loss is not
+    finite, and the flags are read back every ``check_every_n_steps`` steps, before every checkpoint
+    and at the end of training. Otherwise the loss is read back at every step, before its backward pass.
+    Either way the run fails with :class:`NonFiniteLossError` naming the step and the last checkpoint
+    written, and no checkpoint is written after a bad step, so the newest one on disk holds finite
+    weights. Under DDP the decision is taken on every rank together.
+
+    Args:
+        check_every_n_steps: how often the deferred check reads the flags (default:
+            ``trainer.log_every_n_steps``).
     """
 
+    def __init__(self, check_every_n_steps: int | None = None) -> None:
+        if check_every_n_steps is not None and check_every_n_steps < 1:
+            raise ValueError(
+                f"check_every_n_steps={check_every_n_steps}; expected a positive integer or null"
+            )
+        self.check_every_n_steps = check_every_n_steps
+        self.deferred = False
+        self._flag: torch.Tensor | None = None
+        self._bad_steps: torch.Tensor | None = None
+        self._first_bad: torch.Tensor | None = None
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        groups = [g for opt in trainer.optimizers for g in opt.param_groups]
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        self.deferred = bool(groups) and all(g.get("fused") for g in groups) and scaler is None
+        device = trainer.strategy.root_device
+        self._bad_steps = torch.zeros((), device=device)
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        log.info("non-finite loss guard: %s", "deferred (fused optimizer)" if self.deferred else "every step")
+
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
-        finite = bool(torch.isfinite(loss.detach()).all())
-        if trainer.strategy.reduce_boolean_decision(finite, all=True):  # every rank stops together under DDP
+        if not self.deferred:
+            finite = bool(torch.isfinite(loss.detach()).all())
+            if trainer.strategy.reduce_boolean_decision(finite, all=True):  # every rank stops together
+                return
+            value = loss.detach().float().item() if not finite else "not finite on another rank"
+            where = f"epoch {trainer.current_epoch}, global step {trainer.global_step}"
+            raise NonFiniteLossError(
+                self._message(
+                    trainer, f"train/loss is {value} at {where}", "training stopped before this step's update"
+                )
+            )
+        flag = (~torch.isfinite(loss.detach())).any().float()
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # asynchronous on the device, like the gradients
+        self._flag = flag
+        assert self._bad_steps is not None and self._first_bad is not None
+        self._bad_steps += flag
+        step = torch.full_like(self._first_bad, trainer.global_step)
+        self._first_bad = torch.where((self._first_bad < 0) & (flag > 0), step, self._first_bad)
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
+        if self.deferred and self._flag is not None:
+            optimizer.found_inf = self._flag  # fused Adam/AdamW leave weights and moments as they are
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        every = self.check_every_n_steps or max(1, trainer.log_every_n_steps)
+        if self.deferred and trainer.global_step % every == 0:
+            self.check(trainer)
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: Any) -> None:
+        if self.deferred:
+            self.check(trainer)  # raising here writes no checkpoint
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.deferred:
+            self.check(trainer)
+
+    def check(self, trainer: Trainer) -> None:
+        """Read the deferred flags (one device sync); raise :class:`NonFiniteLossError` if a step was bad."""
+        if self._bad_steps is None or self._first_bad is None:
             return
+        bad = int(self._bad_steps.item())
+        if bad:
+            what = f"train/loss was not finite at {bad} step(s), the first at global step {int(self._first_bad.item())}"
+            raise NonFiniteLossError(self._message(trainer, what, "their updates were skipped on the device"))
+
+    @staticmethod
+    def _message(trainer: Trainer, what: str, skipped: str) -> str:
         ckpt = _last_good_checkpoint(trainer)
-        kept = f"the last good checkpoint is kept: {ckpt}" if ckpt else "no checkpoint was written before it"
-        raise NonFiniteLossError(
-            f"train/loss is {loss.detach().float().item() if not finite else 'not finite on another rank'} at epoch {trainer.current_epoch}, global step "
-            f"{trainer.global_step}: training stopped before this step's update; {kept}. Lower optimizer.lr, "
-            "set trainer.gradient_clip_val, or check the data, then resume with ckpt_path=last"
+        if ckpt:
+            advice = (
+                f"the last good checkpoint is kept: {ckpt}. Lower optimizer.lr, set trainer.gradient_clip_val, "
+                "or check the data, then resume from it (resume_dir=<run folder>, or ckpt_path=<that file>)"
+            )
+        else:
+            advice = (
+                "no checkpoint was written before it. Lower optimizer.lr, set trainer.gradient_clip_val, "
+                "or check the data, then start the run again"
+            )
+        return f"{what}: {skipped}; {advice}"
+
+
+class LearningRateMonitor(_LearningRateMonitor):
+    """Lightning's :class:`~lightning.pytorch.callbacks.LearningRateMonitor`, idle in a run without a
+    logger (``logger=none``, the debug modes) instead of refusing to start, and naming the learning rate
+    of a lone optimizer ``lr`` with or without a scheduler (the module names its scheduler ``lr``). It
+    writes at the loggers' own steps, so reading the learning rate costs no device sync."""
+
+    def _find_names_from_optimizers(
+        self, optimizers: list[Any], seen_optimizers: list[Any], seen_optimizer_types: Any
+    ) -> tuple[list[list[str]], list[Any]]:
+        names, unscheduled = super()._find_names_from_optimizers(
+            optimizers, seen_optimizers, seen_optimizer_types
         )
+        lone = len(optimizers) == 1 and len(unscheduled) == 1
+        if lone and names == [[f"lr-{type(unscheduled[0]).__name__}"]]:
+            names = [["lr"]]
+        return names, unscheduled
+
+    def on_train_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_start(trainer, *args, **kwargs)
+
+    def on_train_batch_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_batch_start(trainer, *args, **kwargs)
+
+    def on_train_epoch_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_epoch_start(trainer, *args, **kwargs)
+
+
+class TrainingSpeed(Callback):
+    """How fast training runs, for ``metrics.json``: written to ``trainer.callback_metrics`` at the end.
+
+    ``speed/first_step_s`` is the wall time of the fit's first training step (compilation included
+    when the step is compiled); ``speed/it_per_s`` and ``speed/samples_per_s`` cover the steps after
+    ``warmup_steps`` (``speed/from_step``; the second step when training stops earlier) to the end of
+    training, data loading, logging and checkpointing included and validation loops excluded (their
+    total is ``speed/val_s``). The device is synchronised only at those few points.
+
+    Args:
+        warmup_steps: the step from which the steady-state speed is measured.
+    """
+
+    def __init__(self, warmup_steps: int = 100) -> None:
+        if warmup_steps < 1:
+            raise ValueError(f"warmup_steps={warmup_steps}; expected a positive integer")
+        self.warmup_steps = warmup_steps
+        self._reset()
+
+    def _reset(self) -> None:
+        self._first_start: float | None = None
+        self.first_step_s: float | None = None
+        self._clock: tuple[int, float] | None = None  # (step, time) where the steady-state clock started
+        self._val_start: float | None = None
+        self._val_in_window = 0.0
+        self.val_s = 0.0
+        self.samples_per_step = 0
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._reset()
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, *args: Any
+    ) -> None:
+        if self._first_start is None:
+            _sync(trainer)
+            self._first_start = time.perf_counter()
+            lr = batch["lr"] if isinstance(batch, dict) else batch[0]
+            self.samples_per_step = len(lr) * trainer.world_size
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        step = trainer.global_step
+        if self.first_step_s is None and self._first_start is not None:
+            _sync(trainer)
+            now = time.perf_counter()
+            self.first_step_s = now - self._first_start
+            self._clock = (step, now)  # the fallback: from the second step on
+        elif self._clock is not None and self._clock[0] < self.warmup_steps <= step:
+            _sync(trainer)
+            self._clock, self._val_in_window = (step, time.perf_counter()), 0.0
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            _sync(trainer)
+            self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._val_start is not None:
+            _sync(trainer)
+            elapsed = time.perf_counter() - self._val_start
+            self.val_s += elapsed
+            self._val_in_window += elapsed if self._clock is not None else 0.0
+            self._val_start = None
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        metrics: dict[str, float] = {"speed/val_s": self.val_s}
+        if self.first_step_s is not None:
+            metrics["speed/first_step_s"] = self.first_step_s
+        if self._clock is not None and trainer.global_step > self._clock[0]:
+            _sync(trainer)
+            start_step, start = self._clock
+            seconds = time.perf_counter() - start - self._val_in_window
+            rate = (trainer.global_step - start_step) / seconds
+            metrics.update(
+                {
+                    "speed/from_step": float(start_step),
+                    "speed/it_per_s": rate,
+                    "speed/samples_per_s": rate * self.samples_per_step,
+                }
+            )
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+        log.info("training speed: %s", ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))

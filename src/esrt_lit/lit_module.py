@@ -15,6 +15,8 @@ so :func:`load_net_from_checkpoint` rebuilds it from a checkpoint with ``weights
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import math
 import warnings
@@ -38,6 +40,32 @@ log = logging.getLogger(__name__)
 EMA_PREFIX = "net_ema.module."
 NET_PREFIX = "net."
 METRICS = ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")
+#: ``compile`` values: ``auto``, or a :func:`torch.compile` mode (``True`` is ``"default"``).
+COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_mode(option: bool | str, device_type: str, world_size: int) -> str | None:
+    """The :func:`torch.compile` mode of the training step for the ``compile`` option, or None (eager).
+
+    ``auto`` is the fast path where it pays: on one CUDA device ``reduce-overhead`` (inductor kernels
+    replayed as CUDA graphs: the step is launch-bound, ~75 ms eager against ~20 ms captured at batch 16,
+    LR patch 48 on an H200); under DDP ``default`` (fused kernels, no graphs); on a CPU eager (compiling
+    costs minutes there and buys little).
+
+    Raises:
+        ValueError: another value.
+    """
+    if option is False or option is None:
+        return None
+    if option is True:
+        return "default"
+    if option not in COMPILE_MODES:
+        raise ValueError(f"compile={option!r}; expected true, false or one of {', '.join(COMPILE_MODES)}")
+    if option != "auto":
+        return str(option)
+    if device_type != "cuda":
+        return None
+    return "reduce-overhead" if world_size == 1 else "default"
 
 
 class CharbonnierLoss(nn.Module):
@@ -86,7 +114,9 @@ class SRLitModule(LightningModule):
         scheduler_interval: ``epoch`` or ``step``.
         ema_decay: keep an exponential moving average of the weights with this decay (e.g. 0.999)
             and validate, test and export it; None disables it.
-        compile: ``torch.compile`` the network for training.
+        compile: compile the training step (network and loss) with :func:`torch.compile`: ``auto``
+            (see :func:`compile_mode`), true (mode ``default``), false, or a mode name. Validation and
+            test always run the network eagerly (their images differ in size, which would recompile).
         log_images: how many images of the first validation set are logged as crops per validation.
         image_crop: side of the logged crops, in LR pixels.
         net_config: the network's ``_target_`` mapping, saved so a checkpoint can rebuild it (default:
@@ -104,7 +134,7 @@ class SRLitModule(LightningModule):
         scheduler: Callable[..., Any] | None = None,
         scheduler_interval: str = "epoch",
         ema_decay: float | None = None,
-        compile: bool = False,
+        compile: bool | str = False,
         log_images: int = 3,
         image_crop: int = 48,
         net_config: Mapping[str, Any] | None = None,
@@ -114,6 +144,10 @@ class SRLitModule(LightningModule):
             raise ValueError(f"scheduler_interval={scheduler_interval!r}; expected 'epoch' or 'step'")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay={ema_decay}; expected a number in (0, 1) or null")
+        if compile not in (True, False) and compile not in COMPILE_MODES:
+            raise ValueError(
+                f"compile={compile!r}; expected true, false or one of {', '.join(COMPILE_MODES)}"
+            )
         if log_images < 0 or image_crop < 1:
             raise ValueError(f"log_images={log_images}, image_crop={image_crop}; expected >= 0 and >= 1")
         scale = getattr(net, "scale", None) or (getattr(net, "config", None) or {}).get("scale")
@@ -153,6 +187,9 @@ class SRLitModule(LightningModule):
         self.restored_scores: dict[str, float] = {}
         self._bicubic_crops: dict[str, torch.Tensor] = {}
         self._panels: list[tuple[str, torch.Tensor]] = []
+        #: the ``torch.compile`` mode of the training step in this fit, None when it runs eagerly
+        self.compile_mode: str | None = None
+        self._compiled_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     # -- networks --------------------------------------------------------------------------------------
     @property
@@ -169,8 +206,20 @@ class SRLitModule(LightningModule):
         self.test_names = self._names(dm, "test_names", "test_dataloader")
         self.val_metrics = self._metric_dict(self.val_names)
         self.test_metrics = self._metric_dict(self.test_names)
-        if self.hparams.get("compile") and stage == "fit":
-            self.net = torch.compile(self.net)
+        if stage == "fit":
+            self._setup_compile()
+
+    def _setup_compile(self) -> None:
+        """Compile the training step (the network stays eager for evaluation, and the state dict keeps its
+        names, so compiled and eager runs resume from each other's checkpoints)."""
+        strategy = self.trainer.strategy
+        self.compile_mode = compile_mode(
+            self.hparams.get("compile", False), strategy.root_device.type, self.trainer.world_size
+        )
+        self._compiled_loss = None
+        if self.compile_mode is not None:
+            self._compiled_loss = torch.compile(self._forward_loss, mode=self.compile_mode)
+            log.info("training step compiled with torch.compile(mode=%r)", self.compile_mode)
 
     @staticmethod
     def _names(dm: Any, attr: str, hook: str) -> list[str]:
@@ -193,12 +242,30 @@ class SRLitModule(LightningModule):
         return name.replace(".", "_")
 
     # -- training --------------------------------------------------------------------------------------
+    def _forward_loss(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        """The training objective: the loss of the network's output for ``lr`` against ``hr``."""
+        return self.loss_fn(self.net(lr).float(), hr.float())
+
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        sr = self.net(batch["lr"])
-        loss = self.loss_fn(sr.float(), batch["hr"].float())
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(sr))
-        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=False)
+        if self._compiled_loss is not None:
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are done with
+            loss = self._compiled_loss(batch["lr"], batch["hr"])
+        else:
+            loss = self._forward_loss(batch["lr"], batch["hr"])
+        if self._logging_step():
+            # a host copy, once per logging step: logged GPU tensors are read back (a device sync) on
+            # every later step by the progress bar, so only a CPU value is ever logged
+            value = loss.detach().to("cpu")
+            size = len(batch["lr"])
+            self.log("train/loss", value, on_step=True, on_epoch=False, prog_bar=True, batch_size=size)
         return loss
+
+    def _logging_step(self) -> bool:
+        """Whether Lightning's loggers write after this step (every ``trainer.log_every_n_steps`` steps, and
+        every step of ``fast_dev_run``): the only steps whose loss is read back from the device."""
+        trainer = self.trainer
+        every = trainer.log_every_n_steps
+        return bool(trainer.fast_dev_run) or (every > 0 and (self.global_step + 1) % every == 0)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.net_ema is not None:
@@ -212,7 +279,7 @@ class SRLitModule(LightningModule):
                 "score it with `python -m esrt_lit.eval model=bicubic`)"
             )
         factory = self.optimizer_factory or (lambda p: torch.optim.Adam(p, lr=2e-4, betas=(0.9, 0.999)))
-        optimizer = factory(params)
+        optimizer = self._fused_on_cuda(factory)(params)
         if self.scheduler_factory is None:
             return optimizer
         return {
@@ -221,8 +288,23 @@ class SRLitModule(LightningModule):
                 "scheduler": self.scheduler_factory(optimizer),
                 "interval": self.hparams["scheduler_interval"],
                 "frequency": 1,
+                "name": "lr",  # LearningRateMonitor's metric name
             },
         }
+
+    def _fused_on_cuda(
+        self, factory: Callable[..., torch.optim.Optimizer]
+    ) -> Callable[..., torch.optim.Optimizer]:
+        """``factory`` with ``fused=True`` when training on CUDA and the optimizer's ``fused`` is left unset
+        (``optimizer.fused: null``): one kernel per step instead of one per tensor group, and a skipped
+        update on a non-finite loss without reading the loss back (:class:`~esrt_lit.callbacks.NonFiniteLossGuard`)."""
+        if self._trainer is None or self.trainer.strategy.root_device.type != "cuda":
+            return factory
+        if not isinstance(factory, functools.partial) or factory.keywords.get("fused") is not None:
+            return factory
+        if "fused" not in inspect.signature(factory.func).parameters:
+            return factory
+        return functools.partial(factory, fused=True)
 
     # -- evaluation ------------------------------------------------------------------------------------
     def _super_resolve(self, lr: torch.Tensor) -> torch.Tensor:

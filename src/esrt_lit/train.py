@@ -197,11 +197,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if cfg.get("train", True):
         if ckpt_path:
             log.info("resuming from %s", ckpt_path)
+        cache = OmegaConf.select(cfg, "paths.compile_cache_dir")
+        if cache:  # torch.compile's kernels and graphs: a second run of the same config skips compiling
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache))
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics.update(module.restored_scores)  # a resumed run that had nothing left to train
         metrics.update(_scalars(trainer.callback_metrics))
         metrics.update(module.scores)
         metrics["train_seconds"] = round(time.perf_counter() - start, 1)
+        metrics["compile_mode"] = getattr(module, "compile_mode", None)
         metrics["epochs"], metrics["global_step"] = trainer.current_epoch, trainer.global_step
     best = _best_checkpoint(trainer)
     if cfg.get("test", True):

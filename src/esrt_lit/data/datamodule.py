@@ -18,6 +18,7 @@ and compute at epoch end. The training loader is a plain shuffled loader; Lightn
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +33,9 @@ from esrt_lit.data.sources import SkimageSource, Source, build_sources
 __all__ = ["EvalDistributedSampler", "SRDataModule"]
 
 log = logging.getLogger(__name__)
+
+#: ``num_workers`` / ``pin_memory`` value resolved from the trainer's device.
+AUTO = "auto"
 
 
 class EvalDistributedSampler(DistributedSampler):
@@ -72,14 +76,17 @@ class SRDataModule(LightningDataModule):
             (``iters_per_epoch * batch_size`` samples, cycling over the images; under DDP the batches
             are split across ranks) and ``repeat`` is ignored. ESRT's code counts epochs of 1000 batches.
         augment: D4 augmentation (flips, 90° rotations) of training patches.
-        num_workers: training DataLoader worker processes.
+        num_workers: training DataLoader worker processes, or ``auto``: on a CUDA device up to 8 per
+            training process (the cores of the node shared between its processes, one left for each
+            process itself), so that loading keeps up with a compiled step; on a CPU 0 (workers would
+            compete with the training threads for the cores).
         val_num_workers: evaluation DataLoader workers (default 0: the images are decoded once in the
             main process and stay cached).
         cache: ``memory``, ``npy`` (uint8 files in ``cache_dir``, reused across runs and workers) or
             ``none``; see :class:`~esrt_lit.data.datasets.PairStore`. With ``memory`` the training set
             is decoded in the main process at ``setup`` (DIV2K takes ~8 GB); use ``npy`` to keep RAM low.
         cache_dir: folder of the ``npy`` cache (default ``$ESRT_CACHE`` or ``~/.cache/esrt_lit``).
-        pin_memory: pin batches for faster host-to-GPU copies.
+        pin_memory: pin batches for asynchronous host-to-GPU copies, or ``auto`` (on a CUDA device).
         persistent_workers: keep worker processes between epochs (only when there are workers).
         seed: seeds the training shuffle and the workers' base seed, and the crop draws when
             ``num_workers=0``; None leaves them to the global RNGs (``seed_everything``).
@@ -96,11 +103,11 @@ class SRDataModule(LightningDataModule):
         repeat: int = 1,
         iters_per_epoch: int | None = None,
         augment: bool = True,
-        num_workers: int = 2,
+        num_workers: int | str = "auto",
         val_num_workers: int = 0,
         cache: CacheMode = "memory",
         cache_dir: str | None = None,
-        pin_memory: bool = False,
+        pin_memory: bool | str = "auto",
         persistent_workers: bool = True,
         seed: int | None = None,
     ) -> None:
@@ -112,8 +119,14 @@ class SRDataModule(LightningDataModule):
             raise ValueError(f"batch_size={batch_size}; expected a positive integer")
         if iters_per_epoch is not None and iters_per_epoch < 1:
             raise ValueError(f"iters_per_epoch={iters_per_epoch}; expected a positive integer or None")
-        if num_workers < 0 or val_num_workers < 0:
-            raise ValueError(f"num_workers={num_workers}, val_num_workers={val_num_workers}; expected >= 0")
+        if num_workers != AUTO and (
+            isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0
+        ):
+            raise ValueError(f"num_workers={num_workers!r}; expected auto or an integer >= 0")
+        if val_num_workers < 0:
+            raise ValueError(f"val_num_workers={val_num_workers}; expected >= 0")
+        if pin_memory != AUTO and not isinstance(pin_memory, bool):
+            raise ValueError(f"pin_memory={pin_memory!r}; expected auto, true or false")
         self.scale = int(scale)
         self.train_specs = train if train is not None else [SkimageSource("train")]
         self.val_specs = val if val is not None else [SkimageSource("val")]
@@ -134,6 +147,26 @@ class SRDataModule(LightningDataModule):
         self.train_set: SRTrainDataset | None = None
         self.val_sets: list[SREvalDataset] | None = None
         self.test_sets: list[SREvalDataset] | None = None
+
+    # -- loader settings -------------------------------------------------------------------------------
+    def _on_cuda(self) -> bool:
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
+    @property
+    def loader_workers(self) -> int:
+        """The training loader's worker processes (``num_workers``, ``auto`` resolved)."""
+        if self.num_workers != AUTO:
+            return int(self.num_workers)
+        if not self._on_cuda():
+            return 0
+        processes = max(1, self.trainer.num_devices)  # training processes on this node
+        return max(1, min(8, (os.cpu_count() or 1) // processes - 1))
+
+    @property
+    def loader_pin_memory(self) -> bool:
+        """Whether loaders pin their batches (``pin_memory``, ``auto`` resolved)."""
+        return self._on_cuda() if self.pin_memory == AUTO else bool(self.pin_memory)
 
     # -- names ---------------------------------------------------------------------------------------
     def _val_sources_resolved(self) -> list[Source]:
@@ -185,7 +218,7 @@ class SRDataModule(LightningDataModule):
                 len(ds),
                 self.batch_size,
             )
-        ds.warm(threads=max(1, self.num_workers))
+        ds.warm(threads=max(1, self.loader_workers))
         log.info(
             "training set %s: %d images, %d items per epoch, x%d", ds.name, len(records), len(ds), self.scale
         )
@@ -212,9 +245,9 @@ class SRDataModule(LightningDataModule):
             batch_size=self.batch_size,
             shuffle=True,
             drop_last=len(ds) >= self.batch_size,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            num_workers=self.loader_workers,
+            pin_memory=self.loader_pin_memory,
+            persistent_workers=self.persistent_workers and self.loader_workers > 0,
             generator=generator,
         )
 
@@ -229,7 +262,7 @@ class SRDataModule(LightningDataModule):
             shuffle=False,
             sampler=sampler,
             num_workers=workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.loader_pin_memory,
             persistent_workers=self.persistent_workers and workers > 0,
         )
 

@@ -213,7 +213,7 @@ class ResumableSRDataModule(SRDataModule):
             shuffle=True,
             seed=self.loader_seed,
             drop_last=len(ds) >= self.batch_size,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            num_workers=self.loader_workers,
+            pin_memory=self.loader_pin_memory,
+            persistent_workers=self.persistent_workers and self.loader_workers > 0,
         )
