@@ -152,7 +152,8 @@ def test_unknown_option_names_group_and_value() -> None:
 
 @pytest.mark.parametrize("name", ["eval", "upscale"])
 def test_other_entry_points_compose(name: str, tmp_path: Path) -> None:
-    extra = ["input=a.png", f"output={tmp_path}"] if name == "upscale" else []
+    # upscale's scale defaults to the checkpoint's (null); model=bicubic takes a given one
+    extra = ["input=a.png", f"output={tmp_path}", "scale=3"] if name == "upscale" else []
     cfg = _compose(name, ["model=bicubic", *extra], tmp_path)
     assert hydra.utils.instantiate(cfg.model).scale == cfg.scale
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,8 @@ from esrt_lit.evaluation import (
     load_model,
     run_benchmarks,
 )
+from esrt_lit.lit_module import describe_net
+from esrt_lit.models import ESRT
 from esrt_lit.models.bicubic import Bicubic
 from esrt_lit.reference import PAPER_BICUBIC
 
@@ -146,7 +146,8 @@ def test_pack_layout_feeds_the_stored_lr(tmp_path: Path):
     assert changed["images"][1]["psnr"] < from_pack["images"][1]["psnr"] - 5
     lr_b.unlink()
     write_image(lr_b, np.zeros((11, 12, 3), np.uint8))
-    with pytest.raises(ValueError, match=r"bx3.png: LR of 11x12 does not match the HR .*b.png \(36x36"):
+    # the data layer's message, W×H as everywhere: the LR is 12 wide and 11 high
+    with pytest.raises(ValueError, match=r"LR .*bx3\.png is 12x11, HR .*b\.png is 36x36"):
         evaluate_folder(pack, 3, Bicubic(3))
     # discovery: both layouts, paper order first
     benches = find_benchmarks(tmp_path / "root")
@@ -206,22 +207,26 @@ def test_evaluate_folder_errors_name_the_problem(tmp_path: Path):
         evaluate_folder(bad, 0)
 
 
-def test_model_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_model_specs(tmp_path: Path):
     with pytest.raises(ValueError, match="'bicubc'"):
         load_model("bicubc")
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         load_model(tmp_path / "nope.ckpt")
-    # a Lightning checkpoint goes through esrt_lit.lit_module.load_net_from_checkpoint
+    # a checkpoint of esrt_lit.train is rebuilt from its `net` hyper-parameter, by the one loader
+    torch.manual_seed(0)
+    net = ESRT(scale=2, n_feats=8, n_hpb=1, et_heads=4, low_repeats=1)
     ckpt = tmp_path / "run.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": {"scale": 2}}, ckpt)
-    calls = []
-    fake = types.ModuleType("esrt_lit.lit_module")
-    fake.load_net_from_checkpoint = lambda path: calls.append(Path(path)) or Bicubic(2)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "esrt_lit.lit_module", fake)
-    assert isinstance(load_model(ckpt), Bicubic) and calls == [ckpt]
-    monkeypatch.setitem(sys.modules, "esrt_lit.lit_module", None)  # makes the import fail
-    with pytest.raises(ImportError, match="run.ckpt is a Lightning checkpoint"):
-        load_model(ckpt)
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"net": describe_net(net)}}, ckpt)
+    loaded = load_model(ckpt)
+    assert isinstance(loaded, ESRT) and loaded.config == net.config and not loaded.training
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in loaded.state_dict().items())
+    # a Lightning checkpoint that is not esrt_lit.train's is refused, naming the file
+    torch.save({"state_dict": {}, "hyper_parameters": {"scale": 2}}, tmp_path / "other.ckpt")
+    with pytest.raises(
+        ValueError, match=r"other\.ckpt: a Lightning checkpoint with no 'net' hyper-parameter"
+    ):
+        load_model(tmp_path / "other.ckpt")
 
 
 def test_released_checkpoint_is_evaluated(tmp_path: Path, golden: dict):

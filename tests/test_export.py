@@ -84,10 +84,10 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(args) == 0
     assert "9×13" in capsys.readouterr().out and out.is_file()
     stamp = out.stat().st_mtime_ns
-    assert main(args) == 2
+    assert main(args) == 1
     assert "overwrite=true" in capsys.readouterr().err and out.stat().st_mtime_ns == stamp
-    assert main(["ckpt_path=null", "scale=2", "format=tflite"]) == 2
+    assert main(["ckpt_path=null", "scale=2", "format=tflite"]) == 1
     assert "format='tflite'" in capsys.readouterr().err
-    assert main([]) == 2
+    assert main([]) == 1
     assert "ckpt_path" in capsys.readouterr().err
-    assert main(["ckpt_path=null", "scale=2", "colour=1"]) == 2
+    assert main(["ckpt_path=null", "scale=2", "colour=1"]) == 1

@@ -15,8 +15,9 @@ from torch.utils.data import Dataset
 import esrt_lit.utils.checkpoint as checkpoint_module
 from esrt_lit.callbacks import NonFiniteLossError, NonFiniteLossGuard
 from esrt_lit.evaluation import evaluate_folder
-from esrt_lit.lit_module import CharbonnierLoss, SRLitModule, describe_net, load_net_from_checkpoint
+from esrt_lit.lit_module import CharbonnierLoss, SRLitModule, describe_net
 from esrt_lit.models import ESRT, Bicubic
+from esrt_lit.models.loading import load_network
 from esrt_lit.utils.checkpoint import AtomicCheckpointIO, atomic_torch_save, resolve_ckpt_path
 from esrt_lit.utils.resumable import ResumableDataLoader, ResumableSRDataModule
 from train_helpers import make_tiny_images
@@ -118,7 +119,7 @@ def test_ema_weights_are_validated_and_exported(tiny_data: dict[str, Path], tmp_
     assert module.eval_net is module.net_ema.module
     path = tmp_path / "last.ckpt"
     torch.load(path, weights_only=True)  # no pickled object in the checkpoint
-    ema, trained = load_net_from_checkpoint(path), load_net_from_checkpoint(path, prefer_ema=False)
+    ema, trained = load_network(path), load_network(path, prefer_ema=False)
     assert not ema.training
     ema_sd, net_sd = module.net_ema.module.state_dict(), module.net.state_dict()
     assert all(torch.equal(v, ema_sd[k]) for k, v in ema.state_dict().items())
@@ -126,12 +127,12 @@ def test_ema_weights_are_validated_and_exported(tiny_data: dict[str, Path], tmp_
     assert any(not torch.equal(ema_sd[k], net_sd[k]) for k in net_sd)
 
 
-def test_load_net_from_checkpoint_errors(tmp_path: Path) -> None:
+def test_load_network_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="missing.ckpt"):
-        load_net_from_checkpoint(tmp_path / "missing.ckpt")
+        load_network(tmp_path / "missing.ckpt")
     torch.save({"state_dict": {}, "hyper_parameters": {}}, tmp_path / "other.ckpt")
     with pytest.raises(ValueError, match="no 'net' hyper-parameter"):
-        load_net_from_checkpoint(tmp_path / "other.ckpt")
+        load_network(tmp_path / "other.ckpt")
 
 
 class NaNAfter(torch.nn.Module):

@@ -216,7 +216,7 @@ def test_killed_run_resumes_to_the_same_weights(tiny_data: dict[str, Path], tmp_
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("scale=5", "scale=5 is not supported; expected one of 2, 3, 4"),
+        ("scale=5", "scale=5 is not supported; allowed values: 2, 3, 4"),
         ("model=foo", "Could not find 'model/foo'"),
     ],
 )

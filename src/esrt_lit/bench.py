@@ -320,10 +320,10 @@ def uhd_worker(
 ) -> dict[str, Any]:
     """Upscale the 960×540 photo (tiled, streamed or whole) with random x4 weights or ``ckpt``'s
     network; save the uint8 SR image to ``out_path`` (.npy)."""
-    from esrt_lit.export import load_net
     from esrt_lit.inference import upscale
+    from esrt_lit.models.loading import load_network
 
-    net = _build(4, device=device) if ckpt is None else load_net(ckpt).to(device)
+    net = _build(4, device=device) if ckpt is None else load_network(ckpt).to(device)
     lr, _, _ = _photo_pair(net.scale)
     with PeakMemory(device) as mem:
         start = time.perf_counter()
@@ -654,14 +654,14 @@ def _uhd(run: _Runner, mode: str, tile: int, overlap: int) -> list[Row]:
     HR photo are meaningful (a random network's are not; its tiled-vs-whole PSNR still is a measure)."""
     import tempfile
 
-    from esrt_lit.export import load_net
     from esrt_lit.models import ESRT
+    from esrt_lit.models.loading import load_network
 
     if mode == "quick":
         return []
     nets: list[tuple[str | None, torch.nn.Module]] = [(None, ESRT(scale=4))]
     if run.ckpt is not None:
-        trained = load_net(run.ckpt)
+        trained = load_network(run.ckpt)
         nets = [(run.ckpt, trained)] if trained.scale == 4 else [*nets, (run.ckpt, trained)]
     paths = {"tiled": {"tile": tile}, "whole": {"tile": None}, "streamed": {"stream_rows": DEFAULT_ROWS}}
     rows = []

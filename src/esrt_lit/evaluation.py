@@ -24,10 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import pickle
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +32,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from esrt_lit.data.datasets import PairStore
 from esrt_lit.data.imresize import imresize
-from esrt_lit.data.io import IMAGE_SUFFIXES, list_images, modcrop, read_image
+from esrt_lit.data.sources import PAPER_ORDER, BenchmarkSource, BenchmarksSource
 from esrt_lit.inference import upscale
 from esrt_lit.metrics.color import quantize, rgb_to_y
 from esrt_lit.metrics.functional import psnr, ssim
+from esrt_lit.models.esrt import check_scale
 
 __all__ = [
-    "Benchmark",
+    "PAPER_ORDER",
     "ModelSpec",
     "evaluate_folder",
     "find_benchmarks",
@@ -55,146 +54,48 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: What ``model`` may be: ``"bicubic"``, a network, or a checkpoint path (released or Lightning).
+#: What ``model`` may be: ``"bicubic"``, a network, or a checkpoint (a path or a shipped name).
 ModelSpec = str | Path | nn.Module
 
-CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
-#: Column order of the paper's tables; other benchmarks follow alphabetically.
-PAPER_ORDER = ("Set5", "Set14", "B100", "BSD100", "Urban100", "Manga109")
 RESULT_FILES = ("results.json", "results.md")
+BICUBIC = "bicubic"
 
 
-@dataclass(frozen=True)
-class Benchmark:
-    """A benchmark folder: HR images, and LR images per scale when it is a pack (``HR/``, ``LR_bicubic/X4/``)."""
-
-    name: str
-    hr_dir: Path
-    lr_dirs: Mapping[int, Path] = field(default_factory=dict)
-
-    @classmethod
-    def from_folder(cls, folder: str | Path) -> Benchmark:
-        """Read a plain folder of HR images, or a pack with ``HR/`` and ``LR_bicubic/X{s}/`` inside."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"benchmark folder not found: {folder}")
-        if (folder / "HR").is_dir():
-            lr_root = folder / "LR_bicubic"
-            lr_dirs = {}
-            if lr_root.is_dir():
-                for sub in lr_root.iterdir():
-                    if sub.is_dir() and sub.name[:1] in "xX" and sub.name[1:].isdigit():
-                        lr_dirs[int(sub.name[1:])] = sub
-            return cls(folder.name, folder / "HR", lr_dirs)
-        return cls(folder.name, folder)
-
-
-def _has_images(folder: Path) -> bool:
-    return any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
-
-
-def find_benchmarks(root: str | Path, names: Sequence[str] | None = None) -> list[Benchmark]:
-    """Benchmark folders directly under ``root``, in the paper's column order.
-
-    A subfolder counts when it holds images (``Set5/*.png``) or an ``HR/`` folder with images (a pack).
+def find_benchmarks(root: str | Path, names: Sequence[str] | None = None) -> list[BenchmarkSource]:
+    """Benchmark folders directly under ``root``, in the paper's column order (the data layer's
+    :class:`~esrt_lit.data.sources.BenchmarksSource`: plain folders of HR images, or packs with ``HR/``).
 
     Raises:
         FileNotFoundError: ``root`` is missing, or a name in ``names`` is not a benchmark under it.
         ValueError: no benchmark under ``root``.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"benchmark root not found: {root}")
-    found = {
-        sub.name: Benchmark.from_folder(sub)
-        for sub in root.iterdir()
-        if sub.is_dir() and (_has_images(sub) or ((sub / "HR").is_dir() and _has_images(sub / "HR")))
-    }
-    if names is not None:
-        missing = [n for n in names if n not in found]
-        if missing:
-            raise FileNotFoundError(
-                f"benchmark(s) {', '.join(missing)} not found under {root}; found: {', '.join(sorted(found)) or 'none'}"
-            )
-        found = {n: found[n] for n in names}
-    if not found:
-        raise ValueError(f"{root}: no benchmark folder (a subfolder with images, or with HR/ holding images)")
-    order = {n: i for i, n in enumerate(PAPER_ORDER)}
-    return [found[n] for n in sorted(found, key=lambda n: (order.get(n, len(order)), n))]
+    return BenchmarksSource(str(root), list(names) if names is not None else None).expand()
 
 
 def load_model(model: ModelSpec) -> nn.Module:
-    """The network behind a model spec (anything but ``"bicubic"``), in eval mode.
-
-    A path is loaded as a Lightning checkpoint (a dict with ``state_dict`` and ``hyper_parameters``, or
-    one that needs full unpickling) through ``esrt_lit.lit_module.load_net_from_checkpoint``, otherwise
-    as a checkpoint of the authors' released code through ``ESRT.from_official_checkpoint``.
+    """The network behind a model spec (anything but ``"bicubic"``), in eval mode: a module as it is,
+    a checkpoint through the one loader, :func:`esrt_lit.models.loading.load_network`.
 
     Raises:
         FileNotFoundError: the checkpoint does not exist.
-        ValueError: ``model`` is neither a module nor a checkpoint path.
-        ImportError: a Lightning checkpoint, but ``esrt_lit.lit_module`` is not available.
+        ValueError: ``model`` names nothing loadable (the loader's errors name the file).
     """
     if isinstance(model, nn.Module):
         return model.eval()
-    path = Path(model)
-    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
-        raise ValueError(
-            f"model={str(model)!r}: expected 'bicubic', an nn.Module or a checkpoint path ending in "
-            f"{', '.join(CHECKPOINT_SUFFIXES)}"
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-        lightning = isinstance(content, Mapping) and "state_dict" in content and "hyper_parameters" in content
-    except pickle.UnpicklingError as err:
-        # Lightning checkpoints may pickle hyper-parameter objects; released weights are plain tensors.
-        if path.suffix.lower() != ".ckpt":
-            raise ValueError(
-                f"{path}: not loadable with weights_only=True ({err}); expected released ESRT weights "
-                "(.pt/.pth) or a Lightning .ckpt"
-            ) from err
-        lightning = True
-    except (RuntimeError, EOFError) as err:
-        raise ValueError(f"{path}: unreadable checkpoint ({err})") from err
-    if lightning:
-        try:
-            lit_module = import_module("esrt_lit.lit_module")
-        except ImportError as err:
-            raise ImportError(
-                f"{path} is a Lightning checkpoint but esrt_lit.lit_module (load_net_from_checkpoint) "
-                "is not available"
-            ) from err
-        net = lit_module.load_net_from_checkpoint(path)
-    else:
-        from esrt_lit.models.esrt import ESRT
+    from esrt_lit.models.loading import is_network_source, load_network
 
-        net = ESRT.from_official_checkpoint(path)
-    return net.eval()
+    if not is_network_source(model):
+        raise ValueError(
+            f"model={str(model)!r}: expected 'bicubic', an nn.Module, or a checkpoint (a .ckpt/.pt/.pth file "
+            "or a shipped name such as pretrained:x4)"
+        )
+    return load_network(model)
 
 
 def _describe(model: ModelSpec) -> str:
-    return type(model).__name__ if isinstance(model, nn.Module) else str(model)
-
-
-def _forward(
-    net: nn.Module, lr: torch.Tensor, scale: int, tile: int | None, tile_overlap: int
-) -> torch.Tensor:
-    """``net(lr)``, or blended over overlapping ``tile``-pixel LR tiles (:func:`esrt_lit.inference.upscale`)."""
-    if tile is None:
-        return net(lr)
-    return upscale(net, lr, tile=tile, overlap=tile_overlap, scale=scale)
-
-
-def _lr_files(lr_dir: Path, scale: int) -> dict[str, Path]:
-    """Stored LR images by HR stem (``baby.png`` or ``babyx4.png`` for ``baby.png``)."""
-    files = {}
-    for p in list_images(lr_dir):
-        stem = p.stem
-        suffix = f"x{scale}"
-        files[stem[: -len(suffix)] if stem.lower().endswith(suffix) else stem] = p
-    return files
+    if isinstance(model, nn.Module):
+        return type(model).__name__
+    return "bicubic (the published rows' Y-first procedure)" if model == BICUBIC else str(model)
 
 
 def _y_first_bicubic(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
@@ -213,24 +114,27 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
 def iter_sr_pairs(
     hr_dir: str | Path,
     scale: int,
-    model: ModelSpec = "bicubic",
+    model: ModelSpec = BICUBIC,
     device: str | torch.device = "cpu",
     tile: int | None = None,
     lr_dir: str | Path | None = None,
     tile_overlap: int = 16,
 ) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
-    """Super-resolve every image of a folder following the protocol; the one home of the pipeline.
+    """Super-resolve every image of a benchmark folder following the protocol; the one home of the pipeline.
+
+    The images and their LR come from the data layer (:class:`~esrt_lit.data.sources.BenchmarkSource`
+    and :class:`~esrt_lit.data.datasets.PairStore`, as in training's validation): HR modcropped, the
+    stored LR when the folder is a pack with one for ``scale`` (its size checked, even for
+    ``"bicubic"``, which starts from the HR), else MATLAB ``imresize(HR, 1/s)`` rounded to ``uint8``.
 
     Args:
-        hr_dir: folder of HR images.
+        hr_dir: a folder of HR images, or a benchmark pack holding ``HR/`` (and ``LR_bicubic/X{s}/``).
         scale: upscaling factor; also the border cropped when scoring.
         model: ``"bicubic"`` (Y-first published baseline), an ``nn.Module`` taking ``[1, 3, h, w]`` in
-            [0, 1] and returning ``[1, 3, h·s, w·s]``, or a checkpoint path (see :func:`load_model`).
+            [0, 1] and returning ``[1, 3, h·s, w·s]``, or a checkpoint (see :func:`load_model`).
         device: where the network runs.
         tile: LR tile size for networks that do not fit an image at once (None: whole images).
-        lr_dir: stored LR images to feed the network instead of MATLAB-downscaling the HR
-            (``baby.png`` or ``babyx4.png``), ``scale`` times smaller than the modcropped HR. Ignored by
-            ``"bicubic"``, whose Y-first procedure starts from the HR.
+        lr_dir: stored LR images (``baby.png`` or ``babyx4.png``) instead of the pack's or ``imresize``'s.
         tile_overlap: LR pixels shared by neighbouring tiles.
 
     Yields:
@@ -240,50 +144,45 @@ def iter_sr_pairs(
 
     Raises:
         FileNotFoundError: a folder, checkpoint or stored LR image is missing.
-        ValueError: an image is unreadable, or a network's output or a stored LR has the wrong size.
+        ValueError: an image is unreadable or too small, or a network's output or a stored LR has the
+            wrong size (the messages name the files).
     """
-    files = list_images(hr_dir)
-    if int(scale) != scale or scale < 1:
+    if isinstance(scale, bool) or int(scale) != scale or scale < 1:
         raise ValueError(f"scale={scale!r}; expected a positive integer")
     scale = int(scale)
-    if isinstance(model, str) and model == "bicubic":
-        for path in files:
-            sr_y, hr_y = _y_first_bicubic(modcrop(read_image(path), scale), scale)
-            yield path.stem, _to_tensor(sr_y), _to_tensor(hr_y)
+    source = BenchmarkSource(str(hr_dir), lr_dir=str(lr_dir) if lr_dir is not None else None)
+    records = source.records(scale)
+    store = PairStore(scale, cache="none")
+    if isinstance(model, str) and model == BICUBIC:
+        for record in records:
+            _, hr = store.get(record)  # decodes and checks the stored LR too
+            sr_y, hr_y = _y_first_bicubic(hr, scale)
+            yield record.name, _to_tensor(sr_y), _to_tensor(hr_y)
         return
     net = load_model(model).to(device)
     param = next(iter(net.parameters()), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    lr_files = _lr_files(Path(lr_dir), scale) if lr_dir is not None else None
-    for path in files:
-        hr = read_image(path)
-        if lr_files is None:
-            hr = modcrop(hr, scale)
-            lr = imresize(hr, 1 / scale)
-        else:
-            if path.stem not in lr_files:
-                raise FileNotFoundError(
-                    f"{lr_dir}: no LR image for {path.name} (expected {path.stem}x{scale}.png)"
-                )
-            lr = read_image(lr_files[path.stem])
-            hr = modcrop(hr, scale)
-            if (lr.shape[0] * scale, lr.shape[1] * scale) != hr.shape[:2]:
-                raise ValueError(
-                    f"{lr_files[path.stem]}: LR of {lr.shape[0]}x{lr.shape[1]} does not match the HR {path} "
-                    f"({hr.shape[0]}x{hr.shape[1]} after modcrop) at x{scale}"
-                )
+    min_size = int(getattr(net, "min_size", 1))
+    for record in records:
+        lr, hr = store.get(record)
+        if min(lr.shape[:2]) < min_size:
+            raise ValueError(
+                f"{record.hr}: its LR of {lr.shape[1]}x{lr.shape[0]} pixels at x{scale} is smaller than "
+                f"{_describe(model)}'s smallest input, {min_size}x{min_size}; expected an HR of at least "
+                f"{min_size * scale}x{min_size * scale}"
+            )
         x = _to_tensor(lr).to(device=device, dtype=dtype) / 255.0
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)  # grey images are fed to RGB models with the channel repeated
         with torch.inference_mode():
-            out = _forward(net, x, scale, tile, tile_overlap)
+            out = net(x) if tile is None else upscale(net, x, tile=tile, overlap=tile_overlap, scale=scale)
         expected = (1, 3, hr.shape[0], hr.shape[1])
         if tuple(out.shape) != expected:
             raise ValueError(
-                f"{path}: {_describe(model)} returned {tuple(out.shape)} for an LR of {tuple(x.shape)}; "
+                f"{record.hr}: {_describe(model)} returned {tuple(out.shape)} for an LR of {tuple(x.shape)}; "
                 f"expected {expected} (a x{scale} model)"
             )
-        yield path.stem, quantize(out).to(device="cpu", dtype=torch.uint8), _to_tensor(hr)
+        yield record.name, quantize(out).to(device="cpu", dtype=torch.uint8), _to_tensor(hr)
 
 
 def score_pair(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> tuple[float, float]:
@@ -294,7 +193,7 @@ def score_pair(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> tuple[float, f
 def evaluate_folder(
     hr_dir: str | Path,
     scale: int,
-    model: ModelSpec = "bicubic",
+    model: ModelSpec = BICUBIC,
     device: str | torch.device = "cpu",
     tile: int | None = None,
     lr_dir: str | Path | None = None,
@@ -305,7 +204,7 @@ def evaluate_folder(
         hr_dir: folder of HR images, or a benchmark pack holding ``HR/`` (and ``LR_bicubic/X{s}/``,
             whose LR images are then fed to the network).
         scale: upscaling factor (also the border cropped).
-        model: ``"bicubic"``, an ``nn.Module`` or a checkpoint path (see :func:`iter_sr_pairs`).
+        model: ``"bicubic"``, an ``nn.Module`` or a checkpoint (see :func:`iter_sr_pairs`).
         device: where the network runs.
         tile: LR tile size, or None for whole images.
         lr_dir: stored LR images (overrides the pack's).
@@ -317,11 +216,8 @@ def evaluate_folder(
         FileNotFoundError: the folder is missing.
         ValueError: the folder has no image, or an image is unreadable (the message names the file).
     """
-    bench = Benchmark.from_folder(hr_dir)
-    if lr_dir is None:
-        lr_dir = bench.lr_dirs.get(int(scale))
     images = []
-    for name, sr, hr in iter_sr_pairs(bench.hr_dir, scale, model, device, tile, lr_dir):
+    for name, sr, hr in iter_sr_pairs(hr_dir, scale, model, device, tile, lr_dir):
         p, s = score_pair(sr, hr, scale)
         images.append({"name": name, "psnr": p, "ssim": s})
     return {
@@ -369,9 +265,7 @@ def run_benchmarks(
         benchmark_root = default_root()
         if benchmark_root is None:
             raise FileNotFoundError("no benchmark_root given and shared/data/benchmark was not found")
-    scales = [int(s) for s in scales]
-    if not scales:
-        raise ValueError("scales is empty; expected e.g. [2, 3, 4]")
+    scales = _check_scales(scales)
     out_paths = [Path(out_dir) / f for f in RESULT_FILES] if out_dir is not None else []
     existing = [str(p) for p in out_paths if p.exists()]
     if existing:
@@ -387,27 +281,57 @@ def run_benchmarks(
     results: dict[str, Any] = {
         "model": description,
         "scales": scales,
-        "benchmarks": [b.name for b in benches],
+        "benchmarks": [b.label for b in benches],
         "results": {},
     }
     for scale in scales:
         spec = model[scale] if isinstance(model, Mapping) else model
-        if not isinstance(spec, nn.Module) and spec != "bicubic":
+        if not isinstance(spec, nn.Module) and spec != BICUBIC:
             spec = load_model(spec)  # load a checkpoint once per scale, not once per benchmark
         per_bench = results["results"][f"x{scale}"] = {}
         for bench in benches:
-            res = evaluate_folder(bench.hr_dir, scale, spec, device, tile, bench.lr_dirs.get(scale))
-            per_bench[bench.name] = res
-            log.info("x%d %s: PSNR %.4f dB, SSIM %.4f", scale, bench.name, res["psnr"], res["ssim"])
+            res = evaluate_folder(bench.root, scale, spec, device, tile, bench.lr_dir)
+            per_bench[bench.label] = res
+            log.info("x%d %s: PSNR %.4f dB, SSIM %.4f", scale, bench.label, res["psnr"], res["ssim"])
     if out_paths:
         out_paths[0].parent.mkdir(parents=True, exist_ok=True)
         with out_paths[0].open("x") as f:
-            json.dump(results, f, indent=2)
+            json.dump(_json_safe(results), f, indent=2, allow_nan=False)
         with out_paths[1].open("x") as f:
             f.write(
                 f"# {description}\n\nPSNR (dB) / SSIM on Y, `scale` pixels cropped.\n\n{format_table(results)}\n"
             )
     return results
+
+
+def _check_scales(scales: Sequence[Any]) -> list[int]:
+    """``scales`` as SR factors of ESRT's (2, 3, 4).
+
+    Raises:
+        ValueError: empty, or a value that is not one of them (naming ``scales``).
+    """
+    values = list(scales) if isinstance(scales, Sequence) and not isinstance(scales, str) else [scales]
+    if not values:
+        raise ValueError("scales=[]: empty; expected a list of 2, 3 and 4, e.g. [2, 3, 4]")
+    for value in values:
+        try:
+            check_scale(value)
+        except ValueError:
+            raise ValueError(
+                f"scales={values!r}: {value!r} is not supported; allowed values: 2, 3, 4"
+            ) from None
+    return [int(v) for v in values]
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats as None (JSON has no Infinity or NaN; a perfect PSNR is infinite)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def format_table(results: Mapping[str, Any]) -> str:

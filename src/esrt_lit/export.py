@@ -22,7 +22,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,8 @@ def load_net(ckpt_path: str | Path | None, scale: int | None = None) -> nn.Modul
     """The network to export, in eval mode on the CPU in float32.
 
     Args:
-        ckpt_path: a checkpoint of :class:`~esrt_lit.lit_module.SRLitModule` (recognised by its
-            ``hyper_parameters``), a checkpoint of the released ESRT code, or None for a randomly
-            initialised ESRT (seed 0).
+        ckpt_path: a checkpoint (any kind :func:`esrt_lit.models.loading.load_network` reads), or None
+            for a randomly initialised ESRT (seed 0).
         scale: required when ``ckpt_path`` is None; otherwise must match the checkpoint.
 
     Raises:
@@ -54,25 +53,15 @@ def load_net(ckpt_path: str | Path | None, scale: int | None = None) -> nn.Modul
         ValueError: no scale for random weights, or a scale that disagrees with the checkpoint.
     """
     from esrt_lit.models import ESRT
+    from esrt_lit.models.esrt import check_scale
+    from esrt_lit.models.loading import load_network
 
     if ckpt_path is None:
         if scale is None:
             raise ValueError("ckpt_path=null exports random weights and needs scale=2, 3 or 4")
         torch.manual_seed(0)
-        return ESRT(scale=int(scale)).eval()
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={path}: no such file")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(ckpt, Mapping) and "hyper_parameters" in ckpt:
-        from esrt_lit.lit_module import load_net_from_checkpoint
-
-        net = load_net_from_checkpoint(path)
-    else:
-        net = ESRT.from_official_checkpoint(ckpt)
-    net_scale = getattr(net, "scale", None)
-    if scale is not None and net_scale is not None and int(scale) != net_scale:
-        raise ValueError(f"scale={scale} but {path} holds an x{net_scale} network")
+        return ESRT(scale=check_scale(scale)).eval()
+    net = load_network(ckpt_path, scale=check_scale(scale) if scale is not None else None)
     return net.float().cpu().eval()
 
 
@@ -191,15 +180,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: ``python -m esrt_lit.export key=value ...``."""
-    from hydra.errors import HydraException
+    """CLI entry point: ``python -m esrt_lit.export key=value ...``; returns the exit status."""
+    from esrt_lit.utils.task import report_error
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         result = run(compose(sys.argv[1:] if argv is None else argv))
-    except (ValueError, FileNotFoundError, FileExistsError, HydraException) as err:
-        print(f"export error: {err}", file=sys.stderr)  # noqa: T201
-        return 2
+    except Exception as err:  # every failure ends as one line
+        return report_error(err)
     checks = ", ".join(f"{h}×{w}: {d:.2e}" for (h, w), d in result["verify"].items())
     print(f"wrote {result['output']}" + (f" (onnxruntime vs PyTorch max |Δ| {checks})" if checks else ""))  # noqa: T201
     return 0

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["amp_context", "tile_starts", "upscale"]
+__all__ = ["amp_context", "resolve_device", "tile_starts", "upscale"]
 
 Image = TypeVar("Image", torch.Tensor, np.ndarray)
 
@@ -36,6 +36,23 @@ _AMP = {
     "fp16": torch.float16,
     "float16": torch.float16,
 }
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is available, else ``cpu``; ``cuda``/``cuda:N`` only when one is.
+
+    Raises:
+        ValueError: a CUDA device without one, or a name torch does not know.
+    """
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r}; expected auto, cpu or cuda[:N]") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device}: no CUDA device is available here; use device=cpu or device=auto")
+    return str(device)
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:

@@ -10,7 +10,7 @@ Validation also logs a few fixed crops as ``bicubic | network | ground truth`` i
 TensorBoard loggers).
 
 The network's constructor arguments are saved as hyper-parameters (``net``: a ``_target_`` mapping),
-so :func:`load_net_from_checkpoint` rebuilds it from a checkpoint with ``weights_only=True``.
+so :func:`esrt_lit.models.loading.load_network` rebuilds it from a checkpoint with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -21,11 +21,9 @@ import logging
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch import LightningModule
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -33,12 +31,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from esrt_lit.metrics import PSNR, SSIM
 from esrt_lit.models.bicubic import Bicubic
 
-__all__ = ["CharbonnierLoss", "SRLitModule", "describe_net", "load_net_from_checkpoint"]
+__all__ = ["CharbonnierLoss", "SRLitModule", "compile_mode", "describe_net"]
 
 log = logging.getLogger(__name__)
 
-EMA_PREFIX = "net_ema.module."
-NET_PREFIX = "net."
 METRICS = ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")
 #: ``compile`` values: ``auto``, or a :func:`torch.compile` mode (``True`` is ``"default"``).
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -307,8 +303,15 @@ class SRLitModule(LightningModule):
         return functools.partial(factory, fused=True)
 
     # -- evaluation ------------------------------------------------------------------------------------
-    def _super_resolve(self, lr: torch.Tensor) -> torch.Tensor:
-        return self.eval_net(lr).float().clamp(0, 1)
+    def _super_resolve(self, batch: Mapping[str, Any]) -> torch.Tensor | None:
+        """The clamped SR output of an evaluation batch; None for a padding item (a process without an
+        image of this set, see :class:`~esrt_lit.data.datamodule.EvalDistributedSampler`)."""
+        if bool(batch.get("pad", False)):
+            return None
+        try:
+            return self.eval_net(batch["lr"]).float().clamp(0, 1)
+        except ValueError as err:  # the network's input checks (too small an image): name the file
+            raise ValueError(f"{batch.get('path', batch.get('name', ['?']))[0]}: {err}") from None
 
     def _score(self, entry: nn.ModuleDict, sr: torch.Tensor, hr: torch.Tensor, prefix: str = "") -> None:
         entry[f"{prefix}psnr"].update(sr, hr)
@@ -320,7 +323,9 @@ class SRLitModule(LightningModule):
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         name = self.val_names[dataloader_idx]
         entry = self.val_metrics[self._key(name)]
-        sr = self._super_resolve(batch["lr"])
+        sr = self._super_resolve(batch)
+        if sr is None:
+            return
         self._score(entry, sr, batch["hr"])
         if name not in self.bicubic_scores["val"]:  # once per run: a constant reference line
             self._score(entry, self.bicubic(batch["lr"].float()).clamp(0, 1), batch["hr"], "bicubic_")
@@ -375,7 +380,10 @@ class SRLitModule(LightningModule):
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         entry = self.test_metrics[self._key(self.test_names[dataloader_idx])]
-        self._score(entry, self._super_resolve(batch["lr"]), batch["hr"])
+        sr = self._super_resolve(batch)
+        if sr is None:
+            return
+        self._score(entry, sr, batch["hr"])
         self._score(entry, self.bicubic(batch["lr"].float()).clamp(0, 1), batch["hr"], "bicubic_")
 
     def on_test_epoch_end(self) -> None:
@@ -422,44 +430,3 @@ class SRLitModule(LightningModule):
             elif kind == "TensorBoardLogger":
                 for img, panel in self._panels:
                     logger.experiment.add_image(f"val/{name}/{img}", panel, self.global_step)
-
-
-def load_net_from_checkpoint(path: str | Path, prefer_ema: bool = True) -> nn.Module:
-    """Rebuild the network of a checkpoint written by :class:`SRLitModule`, in eval mode.
-
-    The network is built from the ``net`` hyper-parameter (a ``_target_`` mapping) and loaded with
-    the EMA weights when the checkpoint has them (``prefer_ema``), else the trained weights. The file
-    is read with ``torch.load(weights_only=True)``.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: not an :class:`SRLitModule` checkpoint, or its weights do not fit the network.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, Mapping) else None
-    config = (hparams or {}).get("net")
-    if not isinstance(config, Mapping) or "_target_" not in config:
-        raise ValueError(
-            f"{path}: no 'net' hyper-parameter with a _target_; expected a checkpoint written by "
-            "esrt_lit.lit_module.SRLitModule (released ESRT weights load with ESRT.from_official_checkpoint)"
-        )
-    net = instantiate(dict(config))
-    state = ckpt["state_dict"]
-    prefix = EMA_PREFIX if prefer_ema and any(k.startswith(EMA_PREFIX) for k in state) else NET_PREFIX
-    weights = {
-        k[len(prefix) :].replace("_orig_mod.", ""): v for k, v in state.items() if k.startswith(prefix)
-    }
-    try:
-        net.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: the '{prefix}' weights do not fit {config['_target_']}: {err}") from err
-    log.info(
-        "loaded %s (%s weights) from %s",
-        type(net).__name__,
-        "EMA" if prefix == EMA_PREFIX else "trained",
-        path,
-    )
-    return net.eval()

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: The Hydra config folder of every command.
+CONF_DIR = str(PROJECT_ROOT / "conf")
 
 
 def shared_dir() -> Path | None:

@@ -5,44 +5,42 @@ file name. Grey images stay grey (the network sees the grey channel repeated, it
 back); an RGBA image's colour goes through the network and its alpha is upscaled with MATLAB bicubic
 and re-attached. Large images are processed in overlapping tiles (:func:`esrt_lit.inference.upscale`),
 or with ``tile=exact`` streamed in row blocks, which gives the whole-image output in bounded memory.
-No existing file is replaced unless ``overwrite=true``: the run checks every target before writing.
+Before anything is written, every input is decoded and checked (readable, 8-bit, large enough for the
+network) and every target: no existing file is replaced unless ``overwrite=true``, and the input folder
+is never the output folder. Each output is written atomically.
 """
 
 from __future__ import annotations
 
-import os
-
-# OpenMP threads that spin while waiting collapse when the cores are shared (8x slower training on a
-# busy 2-core machine); sleeping waiters cost little. Set before torch loads OpenMP; the user's wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import logging
+import os
 import time
 from pathlib import Path
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from esrt_lit.data.imresize import imresize
 from esrt_lit.data.io import IMAGE_SUFFIXES, list_images, read_image, write_image
-from esrt_lit.eval import resolve_device
-from esrt_lit.evaluation import load_model
+from esrt_lit.inference import resolve_device
 from esrt_lit.inference import upscale as upscale_array
-from esrt_lit.models import ESRT
+from esrt_lit.models import ESRT, Bicubic
+from esrt_lit.models.esrt import check_scale
 from esrt_lit.models.streaming import DEFAULT_ROWS
-from esrt_lit.paths import PROJECT_ROOT
+from esrt_lit.paths import CONF_DIR
 from esrt_lit.utils.resolvers import register_resolvers
-from esrt_lit.utils.task import ConfigError, extras, task_wrapper
+from esrt_lit.utils.task import ConfigError, network_spec, run_task
 
 __all__ = ["choose_tile", "main", "upscale_files", "upscale_image"]
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = str(PROJECT_ROOT / "conf")
 AUTO_TILE = 256
 EXACT = "exact"
+#: The scale of ``model=bicubic`` when none is given.
+BICUBIC_SCALE = 4
 
 register_resolvers()
 
@@ -97,6 +95,40 @@ def _inputs(path: Path) -> list[Path]:
     return [path]
 
 
+def _check_targets(files: list[Path], out_dir: Path, overwrite: bool) -> list[Path]:
+    """The output paths, checked before any work: a folder, not the inputs', no existing file replaced
+    unless ``overwrite``."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"output={out_dir} is a file; expected a folder for the upscaled images")
+    targets = [out_dir / f.name for f in files]
+    inputs = {f.resolve() for f in files}
+    if any(t.resolve() in inputs for t in targets):
+        raise ValueError(
+            f"output={out_dir} is the folder of the inputs: their originals would be replaced; choose another folder"
+        )
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{', '.join(existing)} exist(s); pass overwrite=true to replace, or another output"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(out_dir, os.W_OK):
+        raise PermissionError(f"output={out_dir}: folder not writable")
+    return targets
+
+
+def _check_inputs(files: list[Path], net: nn.Module, scale: int) -> None:
+    """Decode every input once before any work: unreadable, 16-bit or too small images fail now, named."""
+    min_size = int(getattr(net, "min_size", 1))
+    for path in files:
+        h, w = read_image(path, keep_alpha=True).shape[:2]
+        if h < min_size or w < min_size:
+            raise ValueError(
+                f"{path}: image of {w}x{h} pixels is smaller than {type(net).__name__}'s smallest input, "
+                f"{min_size}x{min_size}"
+            )
+
+
 def upscale_files(
     net: nn.Module,
     scale: int,
@@ -109,27 +141,29 @@ def upscale_files(
 ) -> list[Path]:
     """Upscale an image or every image of a folder into ``output``, keeping file names.
 
+    Every input and target is checked before anything is written (see the module docstring).
+
     Raises:
         FileNotFoundError: ``inputs`` does not exist.
-        FileExistsError: a target exists and ``overwrite`` is false (every target is checked before
-            anything is written; the message names them).
+        FileExistsError: a target exists and ``overwrite`` is false (the message names them).
+        NotADirectoryError, PermissionError: ``output`` is a file, or cannot be written.
+        ValueError: an input is unreadable, not 8-bit or too small (named), or ``output`` is the inputs' folder.
     """
+    choose_tile(tile, (0, 0), 0)  # a bad tile fails before any work
     files = _inputs(Path(inputs))
-    out_dir = Path(output)
-    targets = [out_dir / f.name for f in files]
-    existing = [str(t) for t in targets if t.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{', '.join(existing)} exist(s); pass overwrite=true to replace, or another output"
-        )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = _check_targets(files, Path(output), overwrite)
+    _check_inputs(files, net, scale)
     written = []
     for src, dst in zip(files, targets, strict=True):
         image = read_image(src, keep_alpha=True)
         image_tile = choose_tile(tile, image.shape[:2], max_whole_pixels)
         start = time.perf_counter()
-        result = upscale_image(net, image, scale, image_tile, overlap)
-        written.append(write_image(dst, result, overwrite=overwrite))
+        try:
+            result = upscale_image(net, image, scale, image_tile, overlap)
+            written.append(write_image(dst, result, overwrite=overwrite))
+        except Exception as err:
+            done = f"; {len(written)} of {len(files)} outputs were written to {output}" if written else ""
+            raise ValueError(f"{src}: {err}{done}") from err
         log.info(
             "%s (%dx%d, %d ch) -> %s (%dx%d)%s in %.2f s",
             src.name,
@@ -149,53 +183,34 @@ def upscale_files(
     return written
 
 
-def _network(cfg: DictConfig) -> tuple[nn.Module, int]:
-    bicubic = str(OmegaConf.select(cfg, "model._target_", default="")).endswith("Bicubic")
-    if cfg.get("ckpt_path"):
-        if bicubic:
-            raise ConfigError(f"ckpt_path={cfg.ckpt_path} and model=bicubic: give one of them")
-        try:
-            net = load_model(Path(cfg.ckpt_path))
-        except (FileNotFoundError, ValueError) as err:
-            raise ConfigError(f"ckpt_path={cfg.ckpt_path}: {err}") from err
-        return net, int(net.scale)
-    if bicubic:
-        net = hydra.utils.instantiate(cfg.model)
-        return net, int(net.scale)
-    raise ConfigError(
-        "no network: give ckpt_path=<checkpoint> (Lightning .ckpt or released ESRT weights) or model=bicubic"
+def upscale(cfg: DictConfig) -> list[Path]:
+    """Run the configured upscaling; returns the written files."""
+    scale = check_scale(cfg.scale) if cfg.get("scale") is not None else None
+    net, scale = network_spec(cfg, scale)
+    if net == "bicubic":
+        scale = scale or BICUBIC_SCALE
+        net = Bicubic(scale)
+    net = net.eval().to(resolve_device(cfg.device))
+    return upscale_files(
+        net,
+        scale,
+        cfg.input,
+        cfg.output,
+        tile=cfg.tile,
+        overlap=cfg.tile_overlap,
+        max_whole_pixels=cfg.max_whole_pixels,
+        overwrite=cfg.overwrite,
     )
 
 
-@task_wrapper
-def upscale(cfg: DictConfig) -> list[Path]:
-    """Run the configured upscaling; returns the written files."""
-    net, scale = _network(cfg)
-    net = net.eval().to(resolve_device(cfg.device))
-    try:
-        return upscale_files(
-            net,
-            scale,
-            cfg.input,
-            cfg.output,
-            tile=cfg.tile,
-            overlap=cfg.tile_overlap,
-            max_whole_pixels=cfg.max_whole_pixels,
-            overwrite=cfg.overwrite,
-        )
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        raise ConfigError(str(err)) from err
+def _upscale_and_report(cfg: DictConfig) -> None:
+    print("\n".join(str(p) for p in upscale(cfg)))  # noqa: T201 - the CLI's product
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="upscale")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: upscale, then list what was written."""
-    extras(cfg)
-    try:
-        written = upscale(cfg)
-    except ConfigError as err:
-        raise SystemExit(f"error: {err}") from None
-    print("\n".join(str(p) for p in written))  # noqa: T201 - the CLI's product
+    run_task(_upscale_and_report, cfg)
 
 
 if __name__ == "__main__":

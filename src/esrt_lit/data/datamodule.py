@@ -6,13 +6,12 @@ benchmark, in the order of :attr:`SRDataModule.val_names` / :attr:`SRDataModule.
 LightningModule can log ``val/<name>/psnr`` from ``dataloader_idx``.
 
 Distributed evaluation: each evaluation loader carries an :class:`EvalDistributedSampler` when a
-process group is up. It splits the images across ranks without padding (a plain
+process group is up. It splits the images across ranks without repeating any (a plain
 ``DistributedSampler`` repeats images to even out the ranks, which would score them twice), and
 because it is a ``DistributedSampler`` Lightning's ``use_distributed_sampler`` leaves it in place.
 Ranks may then run different numbers of batches, so the LightningModule must not sync per step:
-accumulate per-image sums in torchmetrics states reduced with ``"sum"`` (``psnr_sum``, ``total``)
-and compute at epoch end. The training loader is a plain shuffled loader; Lightning swaps in a
-``DistributedSampler`` under DDP.
+it accumulates per-image sums in torchmetrics states reduced with ``"sum"`` and computes at epoch
+end. Under DDP an epoch of training holds at least one full batch per process, whatever the data.
 """
 
 from __future__ import annotations
@@ -39,21 +38,21 @@ AUTO = "auto"
 
 
 class EvalDistributedSampler(DistributedSampler):
-    """Rank ``r`` of ``n`` gets images ``r, r + n, r + 2n, ...``: every image exactly once, no padding.
-
-    A rank may get no image of one loader (e.g. Set5 on 8 GPUs); that is fine as long as metrics are
-    reduced at epoch end, not per step. A rank with no image in *any* evaluation loader would skip the
-    validation loop (and its epoch-end collectives) altogether, so keep the total number of evaluation
-    images at least the world size.
+    """Rank ``r`` of ``n`` gets images ``r, r + n, r + 2n, ...``: every image exactly once, no padding,
+    except that a rank with no image of a loader (Set5 on 8 GPUs, 3 images on 4 processes) gets one
+    padding item, index ``len(dataset) + r``, which :class:`~esrt_lit.data.datasets.SREvalDataset`
+    marks ``pad`` and the LightningModule does not score: every rank then runs the evaluation loop
+    and its epoch-end collectives, and the metric sums stay exact.
     """
 
     def __init__(self, dataset: Dataset, num_replicas: int | None = None, rank: int | None = None) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
-        self.num_samples = len(range(self.rank, len(dataset), self.num_replicas))  # type: ignore[arg-type]
         self.total_size = len(dataset)  # type: ignore[arg-type]
+        self.num_samples = max(1, len(range(self.rank, self.total_size, self.num_replicas)))
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.total_size, self.num_replicas))
+        own = range(self.rank, self.total_size, self.num_replicas)
+        return iter(own if len(own) else [self.total_size + self.rank])
 
 
 class SRDataModule(LightningDataModule):
@@ -189,6 +188,21 @@ class SRDataModule(LightningDataModule):
         """Names of the test loaders, in ``test_dataloader()`` order (no image is decoded)."""
         return [s.label for s in self._test_sources_resolved()]
 
+    def check(self, train: bool = True) -> None:
+        """Resolve every source now, no image decoded: a missing folder or file, an unknown kind or a
+        set without images fails before training, naming it (the images are decoded and checked when
+        the datasets are set up, before the first step).
+
+        Raises:
+            FileNotFoundError: a folder or a stored LR file is missing.
+            ValueError: a spec is invalid, or a source has no image.
+        """
+        if train:
+            for source in build_sources(self.train_specs, unique_names=False):
+                source.records(self.scale)
+        for source in [*self._val_sources_resolved(), *self._test_sources_resolved()]:
+            source.records(self.scale)
+
     # -- datasets ------------------------------------------------------------------------------------
     def _eval_sets(self, sources: list[Source]) -> list[SREvalDataset]:
         sets = [SREvalDataset(s.records(self.scale), self.store, s.label) for s in sources]
@@ -200,6 +214,16 @@ class SRDataModule(LightningDataModule):
         sources = build_sources(self.train_specs, unique_names=False)
         records = [r for s in sources for r in s.records(self.scale)]
         length = self.iters_per_epoch * self.batch_size if self.iters_per_epoch is not None else None
+        world = self.trainer.world_size if self.trainer is not None else 1
+        least = world * self.batch_size  # one full batch per process: an epoch never rounds to nothing
+        if (length if length is not None else len(records) * self.repeat) < least:
+            log.info(
+                "training epoch lengthened to %d items: one batch of %d for each of %d process(es)",
+                least,
+                self.batch_size,
+                world,
+            )
+            length = least
         ds = SRTrainDataset(
             records,
             self.store,
@@ -210,14 +234,6 @@ class SRDataModule(LightningDataModule):
             seed=self.seed,
             name="+".join(s.label for s in sources),
         )
-        if len(ds) < self.batch_size:
-            log.warning(
-                "training set %s has %d items per epoch, fewer than batch_size=%d: one short batch per "
-                "epoch; raise repeat or set iters_per_epoch",
-                ds.name,
-                len(ds),
-                self.batch_size,
-            )
         ds.warm(threads=max(1, self.loader_workers))
         log.info(
             "training set %s: %d images, %d items per epoch, x%d", ds.name, len(records), len(ds), self.scale
@@ -244,7 +260,7 @@ class SRDataModule(LightningDataModule):
             ds,
             batch_size=self.batch_size,
             shuffle=True,
-            drop_last=len(ds) >= self.batch_size,
+            drop_last=True,  # static batch shapes (a compiled step never recompiles)
             num_workers=self.loader_workers,
             pin_memory=self.loader_pin_memory,
             persistent_workers=self.persistent_workers and self.loader_workers > 0,

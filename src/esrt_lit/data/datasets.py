@@ -107,8 +107,18 @@ class PairStore:
         return pair
 
     def _decode(self, record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
-        hr = modcrop(read_image(record.hr), self.scale)
+        hr = self._hr(record.hr, read_image(record.hr))
         return self._lr_for(record, hr), hr
+
+    def _hr(self, path: Path, image: np.ndarray) -> np.ndarray:
+        """``image`` (read from ``path``) modcropped to a multiple of the scale, at least one LR pixel."""
+        s = self.scale
+        h, w = image.shape[:2]
+        if h < s or w < s:
+            raise ValueError(
+                f"{path}: image of {w}x{h} pixels is too small for x{s}; expected at least {s}x{s} (one LR pixel)"
+            )
+        return modcrop(image, s)
 
     def _lr_for(self, record: ImageRecord, hr: np.ndarray) -> np.ndarray:
         s = self.scale
@@ -133,11 +143,11 @@ class PairStore:
         hr_path = self.cache_dir / f"{record.hr.stem}-{_digest(hr_key)}.hr.npy"
         lr_path = self.cache_dir / f"{record.hr.stem}-{_digest(lr_key)}.lr_x{self.scale}.npy"
         if hr_path.is_file():
-            hr = modcrop(np.load(hr_path, mmap_mode="r"), self.scale)
+            hr = self._hr(record.hr, np.load(hr_path, mmap_mode="r"))
         else:
             full = read_image(record.hr)
+            hr = self._hr(record.hr, full)
             _save_npy(hr_path, full)
-            hr = modcrop(full, self.scale)
         if lr_path.is_file():
             lr = np.load(lr_path, mmap_mode="r")
         else:
@@ -145,13 +155,6 @@ class PairStore:
             _save_npy(lr_path, lr)
             log.debug("cached %s", lr_path)
         return lr, hr
-
-    def warm(self, records: list[ImageRecord], threads: int = 1) -> None:
-        """Load every record now (errors surface here; workers forked later inherit the arrays)."""
-        if self.cache == "none":
-            return
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            list(pool.map(self.get, records))
 
 
 class _PairDataset(Dataset):
@@ -164,8 +167,14 @@ class _PairDataset(Dataset):
         self.name = name
 
     def warm(self, threads: int = 1) -> None:
-        """Decode and degrade every image now (see :meth:`PairStore.warm`)."""
-        self.store.warm(self.records, threads)
+        """Decode (and cache) every image now, so that a bad file fails before training, naming it, and
+        DataLoader workers forked later inherit the arrays; with ``cache="none"`` each image is decoded
+        once to check it, then dropped."""
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            list(pool.map(self._load, self.records))
+
+    def _load(self, record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+        return self.store.get(record)
 
 
 class SRTrainDataset(_PairDataset):
@@ -219,16 +228,10 @@ class SRTrainDataset(_PairDataset):
         return self.length if self.length is not None else len(self.records) * self.repeat
 
     def _load(self, record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+        """The pair, checked to hold one patch (so :meth:`warm` checks every image's size too)."""
         lr, hr = self.store.get(record)
         check_patch_fits(lr, self.patch_size, self.scale, record.hr)
         return lr, hr
-
-    def warm(self, threads: int = 1) -> None:
-        """Load every image now and check that each is at least one patch large."""
-        super().warm(threads)
-        if self.store.cache != "none":
-            for record in self.records:
-                self._load(record)
 
     def _draw_seed(self) -> int:
         generator = self._generator if get_worker_info() is None else None
@@ -253,15 +256,23 @@ class SREvalDataset(_PairDataset):
     """Whole images for validation and test (batch size 1).
 
     Returns (per item):
-        ``{"lr": float32 (3, h, w), "hr": float32 (C, h*s, w*s), "name": str}`` in [0, 1]. The HR keeps
-        its channels (``C = 1`` for a grey image, scored as is); the LR of a grey image is repeated to
-        three channels for the network.
+        ``{"lr": float32 (3, h, w), "hr": float32 (C, h*s, w*s), "name": str, "path": str, "pad": bool}``
+        in [0, 1]. The HR keeps its channels (``C = 1`` for a grey image, scored as is); the LR of a grey
+        image is repeated to three channels for the network. An index past the end is a padding item
+        (``pad`` true; see :class:`~esrt_lit.data.datamodule.EvalDistributedSampler`), not to be scored.
     """
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        record = self.records[index]
+        pad = index >= len(self.records)
+        record = self.records[index % len(self.records)]
         lr, hr = self.store.get(record)
-        return {"lr": to_tensor(to_three_channels(lr)), "hr": to_tensor(hr), "name": record.name}
+        return {
+            "lr": to_tensor(to_three_channels(lr)),
+            "hr": to_tensor(hr),
+            "name": record.name,
+            "path": str(record.hr),
+            "pad": pad,
+        }

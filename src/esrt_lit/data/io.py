@@ -7,6 +7,7 @@ greyscale (Set14 ``bridge``). An alpha channel is dropped on reading; callers th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +28,16 @@ def read_image(path: str | Path, keep_alpha: bool = False) -> np.ndarray:
         raise FileNotFoundError(f"image file not found: {path}")
     try:
         with Image.open(path) as img:
+            if _bits_per_sample(img) > 8:  # PIL would quietly reduce a 16-bit RGB PNG to 8 bits
+                raise ValueError(
+                    f"{path}: {_bits_per_sample(img)}-bit image (mode {img.mode}); expected an 8-bit image "
+                    "(the protocol and the networks work on 8-bit images; convert it first)"
+                )
             img.load()
             mode = img.mode
-            if mode in ("L", "1", "P", "I;16", "I"):
+            if mode in ("L", "1", "P"):
                 if mode == "P":
                     img = img.convert("RGBA" if keep_alpha and "transparency" in img.info else "RGB")
-                elif mode in ("I;16", "I"):
-                    raise ValueError(f"{path}: 16/32-bit image (mode {mode}); expected an 8-bit image")
                 else:
                     img = img.convert("L")
             elif mode == "LA":
@@ -52,8 +56,30 @@ def read_image(path: str | Path, keep_alpha: bool = False) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _bits_per_sample(img: Image.Image) -> int:
+    """Bits per sample of an opened, not yet decoded image: from its mode, or its decoder's raw mode
+    (a 16-bit RGB PNG opens as mode ``RGB`` with raw mode ``RGB;16B``)."""
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        return 32 if img.mode in ("I", "F") else 16
+    for tile in img.tile or []:
+        args = tile[3] if len(tile) > 3 else None
+        raw = (
+            args
+            if isinstance(args, str)
+            else args[0]
+            if isinstance(args, tuple) and args and isinstance(args[0], str)
+            else ""
+        )
+        if ";16" in raw:
+            return 16
+        if ";32" in raw:
+            return 32
+    return 8
+
+
 def write_image(path: str | Path, image: np.ndarray, overwrite: bool = False) -> Path:
-    """Encode a ``uint8`` HWC image (1, 3 or 4 channels); refuses to replace a file unless ``overwrite``."""
+    """Encode a ``uint8`` HWC image (1, 3 or 4 channels), atomically (a temporary sibling, then a rename);
+    refuses to replace a file unless ``overwrite``."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
@@ -62,7 +88,12 @@ def write_image(path: str | Path, image: np.ndarray, overwrite: bool = False) ->
             f"{path}: expected a uint8 HWC image with 1, 3 or 4 channels, got {image.dtype} {image.shape}"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(path)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")  # an interrupted write leaves no half file
+    try:
+        Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -29,6 +29,7 @@ from esrt_lit.paths import benchmark_root
 
 __all__ = [
     "KINDS",
+    "PAPER_ORDER",
     "SKIMAGE_TRAIN",
     "SKIMAGE_VAL",
     "BenchmarkSource",
@@ -57,6 +58,13 @@ SKIMAGE_TRAIN: tuple[str, ...] = (
 )
 #: Disjoint bundled images for validation: small (LR at most 128x128 at x4), one colour, two grey.
 SKIMAGE_VAL: tuple[str, ...] = ("chelsea.png", "camera.png", "coins.png")
+#: Column order of the paper's tables; other benchmarks follow alphabetically.
+PAPER_ORDER: tuple[str, ...] = ("Set5", "Set14", "B100", "BSD100", "Urban100", "Manga109")
+
+
+def paper_order(name: str) -> tuple[int, str]:
+    """Sort key: the paper's benchmarks in its column order, then the others by name."""
+    return (PAPER_ORDER.index(name) if name in PAPER_ORDER else len(PAPER_ORDER), name)
 
 
 @dataclass(frozen=True)
@@ -218,35 +226,61 @@ class BenchmarkSource:
         root: the benchmark folder.
         name: the source's name (default: the folder's name, e.g. ``Set5``).
         limit: keep only the first ``limit`` images.
+        lr_dir: a folder of stored LR images to use instead of the pack's (``{scale}`` is replaced).
     """
 
     root: str
     name: str | None = None
     limit: int | None = None
+    lr_dir: str | None = None
     kind: ClassVar[str] = "benchmark"
 
     @property
     def label(self) -> str:
         return self.name or _path(self.root).name
 
-    def records(self, scale: int) -> list[ImageRecord]:
+    @property
+    def hr_dir(self) -> Path:
+        """The folder of the HR images (``root/HR`` for a pack)."""
         root = _path(self.root)
-        if not (root / "HR").is_dir():
-            return FolderSource(str(root), self.label, self.limit).records(scale)
-        hr_files = _limited(list_images(root / "HR"), self.limit)
-        lr_dir = root / "LR_bicubic" / f"X{scale}"
-        if not lr_dir.is_dir():
+        return root / "HR" if (root / "HR").is_dir() else root
+
+    @property
+    def lr_dirs(self) -> dict[int, Path]:
+        """A pack's stored LR folders by scale (``LR_bicubic/X{s}``)."""
+        lr_root = _path(self.root) / "LR_bicubic"
+        if not lr_root.is_dir():
+            return {}
+        return {
+            int(sub.name[1:]): sub
+            for sub in sorted(lr_root.iterdir())
+            if sub.is_dir() and sub.name[:1] in "xX" and sub.name[1:].isdigit()
+        }
+
+    def records(self, scale: int) -> list[ImageRecord]:
+        hr_files = _limited(list_images(self.hr_dir), self.limit)
+        lr_dir = (
+            _path(self.lr_dir.format(scale=scale)) if self.lr_dir is not None else self.lr_dirs.get(scale)
+        )
+        if lr_dir is None:
             return [ImageRecord(p.stem, p) for p in hr_files]
+        if not lr_dir.is_dir():
+            raise FileNotFoundError(f"LR folder not found: {lr_dir} (x{scale} LR images for {self.hr_dir})")
         return [
             ImageRecord(p.stem, p, _find_lr(lr_dir, [f"{p.stem}x{scale}", p.stem], p, scale))
             for p in hr_files
         ]
 
 
+def _has_images(folder: Path) -> bool:
+    return folder.is_dir() and any(
+        p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()
+    )
+
+
 def _is_benchmark_dir(folder: Path) -> bool:
-    if (folder / "HR").is_dir():
-        return True
-    return any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+    """A folder with images, or with an ``HR/`` folder of images (a pack)."""
+    return _has_images(folder / "HR") or _has_images(folder)
 
 
 @dataclass
@@ -255,7 +289,8 @@ class BenchmarksSource:
 
     Args:
         root: the folder (default: the shared ``data/benchmark`` folder, :func:`esrt_lit.paths.benchmark_root`).
-        names: the benchmarks to use, in this order (default: every subfolder with images or ``HR/``).
+        names: the benchmarks to use, in this order (default: every subfolder with images or with an
+            ``HR/`` folder of images, in the paper's column order, see :data:`PAPER_ORDER`).
         limit: keep only the first ``limit`` images of each benchmark.
     """
 
@@ -278,10 +313,14 @@ class BenchmarksSource:
             root = _path(self.root)
         if not root.is_dir():
             raise FileNotFoundError(f"benchmark root not found: {root}")
-        available = sorted(p.name for p in root.iterdir() if p.is_dir() and _is_benchmark_dir(p))
+        available = sorted(
+            (p.name for p in root.iterdir() if p.is_dir() and _is_benchmark_dir(p)), key=paper_order
+        )
         if self.names is None:
             if not available:
-                raise ValueError(f"{root}: no benchmark folders (expected subfolders with images or HR/)")
+                raise ValueError(
+                    f"{root}: no benchmark folders (expected subfolders with images, or with HR/ holding images)"
+                )
             names = available
         else:
             names = [str(n) for n in self.names]

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from esrt_lit.data.imresize import imresize
 
-__all__ = ["Bicubic"]
+__all__ = ["Bicubic", "is_bicubic"]
+
+
+def is_bicubic(model_config: Any) -> bool:
+    """Whether a model config (a ``_target_`` mapping such as ``conf/model/bicubic.yaml``) builds :class:`Bicubic`."""
+    target = model_config.get("_target_", "") if hasattr(model_config, "get") else ""
+    return str(target).rsplit(".", 1)[-1] == "Bicubic"
 
 
 class Bicubic(nn.Module):

@@ -15,14 +15,28 @@ from typing import Any
 import torch
 from torch import nn
 
+from esrt_lit.models import official
+from esrt_lit.models.files import read_checkpoint
 from esrt_lit.models.hpb import LCB
 from esrt_lit.models.layers import ConvReLU, Scale, Upsampler, conv3x3
 from esrt_lit.models.transformer import LTB, AttentionImpl
 
-__all__ = ["ESRT", "IR"]
+__all__ = ["ESRT", "IR", "SCALES", "check_scale"]
 
+#: The SR factors ESRT is built for (the paper's x2, x3, x4).
 SCALES = (2, 3, 4)
 ATTENTIONS = ("sdpa", "explicit")
+
+
+def check_scale(value: Any, key: str = "scale") -> int:
+    """``value`` as an SR factor of :data:`SCALES`.
+
+    Raises:
+        ValueError: another value, naming ``key``.
+    """
+    if isinstance(value, bool) or value not in SCALES:
+        raise ValueError(f"{key}={value!r} is not supported; allowed values: {', '.join(map(str, SCALES))}")
+    return int(value)
 
 
 class IR(nn.Module):
@@ -96,8 +110,7 @@ class ESRT(nn.Module):
         attention: AttentionImpl = "sdpa",
     ) -> None:
         super().__init__()
-        if scale not in SCALES or isinstance(scale, bool):
-            raise ValueError(f"scale={scale!r} is not supported; allowed values: 2, 3, 4")
+        check_scale(scale)
         _check_int("n_feats", n_feats, 2)
         if n_feats % 2:
             raise ValueError(
@@ -210,7 +223,7 @@ class ESRT(nn.Module):
     ) -> ESRT:
         """Build an ESRT from a checkpoint of the authors' released code.
 
-        Accepts a path (loaded with ``weights_only=True``) or a state_dict, optionally wrapped in
+        Accepts a path (read with ``weights_only=True``) or a state_dict, optionally wrapped in
         ``{"state_dict": ...}`` or ``{"model": ...}``. Strips a ``module.`` prefix, infers the scale
         from the upsampler's shapes, ignores the unused ARFB ``weight1`` scalars, and raises one
         error listing every missing, unexpected or mis-shaped key.
@@ -220,9 +233,15 @@ class ESRT(nn.Module):
             **knobs: other constructor arguments (e.g. ``attention="explicit"``); ``scale``, if given,
                 must agree with the checkpoint.
         """
-        from esrt_lit.models.official import load_official
-
-        return load_official(cls, checkpoint, **knobs)
+        source = str(checkpoint) if isinstance(checkpoint, (str, Path)) else "state_dict"
+        content = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
+        state = official.unwrap_state_dict(content, source)
+        scale = official.released_scale(state, source)
+        if knobs.get("scale", scale) != scale:
+            raise ValueError(f"scale={knobs['scale']} was asked for but the checkpoint is a x{scale} model")
+        model = cls(**{**knobs, "scale": scale})
+        model.load_state_dict(official.checkpoint_filter_fn(state, model, source))
+        return model
 
     def to_official_state_dict(self) -> dict[str, torch.Tensor]:
         """This model's weights under the released code's parameter names (strict-loadable there).
@@ -233,6 +252,4 @@ class ESRT(nn.Module):
         Raises:
             ValueError: a knob differs from the released architecture, which cannot hold the weights.
         """
-        from esrt_lit.models.official import to_official
-
-        return to_official(self)
+        return official.to_official(self)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -124,14 +123,13 @@ def to_official(model: ESRT) -> dict[str, torch.Tensor]:
     return state
 
 
-def _read_state_dict(checkpoint: str | Path | Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    source = "state_dict"
-    if isinstance(checkpoint, (str, Path)):
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise FileNotFoundError(f"ESRT checkpoint not found: {path}")
-        source = str(path)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+def unwrap_state_dict(checkpoint: Any, source: str = "state_dict") -> dict[str, torch.Tensor]:
+    """The released-names tensors of a checkpoint's content: unwrapped from ``{"state_dict": ...}`` or
+    ``{"model": ...}``, DataParallel's ``module.`` prefix and the unused ARFB ``weight1`` scalars removed.
+
+    Raises:
+        ValueError: not a mapping of tensors (names ``source``).
+    """
     for key in ("state_dict", "model"):
         if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get(key), Mapping):
             checkpoint = checkpoint[key]
@@ -146,25 +144,36 @@ def _read_state_dict(checkpoint: str | Path | Mapping[str, Any]) -> dict[str, to
     }
 
 
-def _infer_scale(state: Mapping[str, torch.Tensor]) -> int:
+def released_scale(state: Mapping[str, torch.Tensor], source: str = "state_dict") -> int:
+    """The scale of released weights, read off the skip upsampler's shapes (``up.0.0.weight``).
+
+    Raises:
+        ValueError: no released upsampler, or shapes of no ESRT scale.
+    """
     weight = state.get("up.0.0.weight")
     if weight is None:
-        raise ValueError("cannot infer the scale: the checkpoint has no 'up.0.0.weight' (released upsampler)")
+        raise ValueError(
+            f"{source}: cannot infer the scale: no 'up.0.0.weight' (the released upsampler); "
+            "expected weights under the released ESRT names"
+        )
     n_feats = weight.shape[1]
     if weight.shape[0] == 9 * n_feats:
         return 3
     if weight.shape[0] == 4 * n_feats:
         return 4 if "up.0.2.weight" in state else 2
-    raise ValueError(f"cannot infer the scale from 'up.0.0.weight' of shape {tuple(weight.shape)}")
+    raise ValueError(f"{source}: cannot infer the scale from 'up.0.0.weight' of shape {tuple(weight.shape)}")
 
 
-def load_official(cls: type[ESRT], checkpoint: str | Path | Mapping[str, Any], **knobs: Any) -> ESRT:
-    """Build ``cls`` with the checkpoint's weights (see ``ESRT.from_official_checkpoint``)."""
-    state = _read_state_dict(checkpoint)
-    scale = _infer_scale(state)
-    if knobs.get("scale", scale) != scale:
-        raise ValueError(f"scale={knobs['scale']} was asked for but the checkpoint is a x{scale} model")
-    model = cls(**{**knobs, "scale": scale})
+def checkpoint_filter_fn(
+    state: Mapping[str, torch.Tensor], model: ESRT, source: str = "checkpoint"
+) -> dict[str, torch.Tensor]:
+    """Released-names weights (see :func:`unwrap_state_dict`) renamed to ``model``'s own names, in the
+    spirit of timm's ``checkpoint_filter_fn``: the result loads into ``model`` strictly.
+
+    Raises:
+        ValueError: one message listing every missing, unexpected or mis-shaped key, and fixed residual
+            scales (``rsa=False``) that are not 1.
+    """
     ours = model.state_dict()
     names = {official_name(model, k): k for k in ours}
     fixed = {official_name(model, n) + ".scale" for n in _fixed_scales(model)}
@@ -177,12 +186,12 @@ def load_official(cls: type[ESRT], checkpoint: str | Path | Mapping[str, Any], *
     ]
     bad_fixed = [k for k in sorted(fixed & set(state)) if not torch.all(state[k] == 1)]
     if missing or unexpected or misshaped or bad_fixed:
-        lines = [f"checkpoint does not match ESRT(scale={scale}, {knobs or 'released knobs'}):"]
+        knobs = {k: v for k, v in model.config.items() if k != "scale" and RELEASED_KNOBS.get(k, v) != v}
+        lines = [f"{source} does not match ESRT(scale={model.scale}, {knobs or 'released knobs'}):"]
         for title, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
             if keys:
                 lines.append(f"  {title} ({len(keys)}): " + ", ".join(keys))
         if bad_fixed:
             lines.append("  residual scales != 1 but rsa=False: " + ", ".join(bad_fixed))
         raise ValueError("\n".join(lines))
-    model.load_state_dict({names[k]: state[k] for k in names})
-    return model
+    return {names[k]: state[k] for k in names}

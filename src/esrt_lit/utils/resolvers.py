@@ -16,6 +16,8 @@
 ``${esrt.run_name:PATH}``
     the run's name: in a multirun job its number and the swept overrides (``0:model.n_hpb=2``),
     else the name of the run folder ``PATH``.
+``${esrt.hydra_subdir:RESUME_DIR,TIME}``
+    Hydra's ``output_subdir``: ``.hydra``, or ``.hydra/resume_TIME`` for a run resumed in its folder.
 ``${esrt.run_id:PATH}``
     a stable W&B run id for a run folder, so that a run resumed in its own folder continues the
     same W&B run.
@@ -125,6 +127,10 @@ def _run_name(output_dir: str) -> str:
     return f"{_select(hc, 'job.num')}:{','.join(varying) if varying else _select(hc, 'job.override_dirname')}"
 
 
+def _hydra_subdir(resume_dir: str | None, stamp: str) -> str:
+    return ".hydra" if resume_dir is None else f".hydra/resume_{stamp}"
+
+
 def _run_id(path: str) -> str:
     return hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:12]
 
@@ -140,6 +146,7 @@ def register_resolvers() -> None:
         "esrt.run_group": _run_group,
         "esrt.run_name": _run_name,
         "esrt.run_id": _run_id,
+        "esrt.hydra_subdir": _hydra_subdir,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

@@ -212,7 +212,7 @@ class ResumableSRDataModule(SRDataModule):
             batch_size=self.batch_size,
             shuffle=True,
             seed=self.loader_seed,
-            drop_last=len(ds) >= self.batch_size,
+            drop_last=True,  # static batch shapes; every process holds at least one full batch
             num_workers=self.loader_workers,
             pin_memory=self.loader_pin_memory,
             persistent_workers=self.persistent_workers and self.loader_workers > 0,

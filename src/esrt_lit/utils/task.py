@@ -1,26 +1,127 @@
-"""Run-level plumbing shared by the CLIs: the task wrapper, extras and the optimised metric."""
+"""Run-level plumbing shared by the CLIs: one-line errors, the Hydra task runner, extras, the objective.
+
+Every command ends a failure the same way: one line on stderr, ``error: <what, naming the file, key
+or value, and what was expected>``, exit status 1, no traceback. ``ESRT_DEBUG=1`` (or Hydra's
+``HYDRA_FULL_ERROR=1``) raises the exception instead, traceback included; a Hydra run also keeps the
+traceback in its log file (``<run folder>/<task>.log``). In a Hydra sweep a failing job is recorded
+(``<job folder>/FAILED``, one line) and the sweep goes on; :class:`~esrt_lit.utils.runs.RunFolders`
+reports the failed jobs at the end and exits non-zero.
+"""
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
+import pickle
 import sys
+import traceback
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["ConfigError", "extras", "finish_wandb", "get_metric_value", "task_wrapper"]
+__all__ = [
+    "FAILED_MARKER",
+    "ConfigError",
+    "describe_error",
+    "exit_with_error",
+    "extras",
+    "finish_wandb",
+    "network_spec",
+    "objective",
+    "report_error",
+    "run_task",
+    "show_tracebacks",
+]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: File written into a sweep job's folder when the job failed (its one-line error).
+FAILED_MARKER = "FAILED"
+DEBUG_VARIABLES = ("ESRT_DEBUG", "HYDRA_FULL_ERROR")
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key and the value."""
+
+
+def show_tracebacks() -> bool:
+    """Whether failures raise with their traceback (``ESRT_DEBUG=1`` or ``HYDRA_FULL_ERROR=1``)."""
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in DEBUG_VARIABLES)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions whose message is meant for the user as it is (they name the culprit)."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from esrt_lit.callbacks import NonFiniteLossError
+
+    return (
+        ValueError,
+        OSError,
+        pickle.UnpicklingError,
+        OmegaConfBaseException,
+        MisconfigurationException,
+        NonFiniteLossError,
+    )
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    text = str(err)
+    return (
+        type(err).__name__ == "OutOfMemoryError" or "can't allocate memory" in text or "out of memory" in text
+    )
+
+
+def describe_error(err: BaseException) -> str:
+    """One line for ``err``: its message for the errors meant for users, its type and message otherwise."""
+    text = str(err) or type(err).__name__
+    if isinstance(err, MemoryError) or _out_of_memory(err):
+        first = text.strip().splitlines()[0] if text.strip() else "MemoryError"
+        text = (
+            f"out of memory ({first}); use a smaller batch (data.batch_size), LR patch (data.patch_size) "
+            "or tile (tile=...)"
+        )
+    elif not isinstance(err, _user_errors()):
+        text = f"{type(err).__name__}: {text} (unexpected; ESRT_DEBUG=1 shows the traceback)"
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _log_traceback(err: BaseException) -> None:
+    """Write the traceback to the log files the root logger writes to (Hydra's run log), not the console."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    if not handlers:
+        return
+    record = logging.LogRecord(
+        __name__,
+        logging.ERROR,
+        __file__,
+        0,
+        "failed with a traceback:\n%s",
+        ("".join(traceback.format_exception(err)),),
+        None,
+    )
+    for handler in handlers:
+        handler.handle(record)
+
+
+def report_error(err: BaseException) -> int:
+    """Print ``error: <one line>`` on stderr and return the exit status, 1 (re-raise when debugging)."""
+    if show_tracebacks():
+        raise err
+    _log_traceback(err)
+    print(f"error: {describe_error(err)}", file=sys.stderr)  # noqa: T201 - the CLI's error line
+    return 1
+
+
+def exit_with_error(err: BaseException) -> NoReturn:
+    """End the command with :func:`report_error`'s line and status."""
+    raise SystemExit(report_error(err)) from None
 
 
 def finish_wandb(exit_code: int = 0) -> None:
@@ -31,28 +132,36 @@ def finish_wandb(exit_code: int = 0) -> None:
         wandb.finish(exit_code=exit_code)
 
 
-def task_wrapper(task: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
-    """Run ``task(cfg)``; on failure log the exception with the run folder, and always finish W&B.
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    The exception is re-raised, so a multirun stops at a failing job and the exit code is non-zero.
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T | None:
+    """Run a Hydra task: ``task(cfg)``, W&B always finished, every failure one line.
+
+    A failing single run exits with :func:`exit_with_error`. A failing sweep job writes its line to
+    ``<job folder>/FAILED``, logs it and returns None, so that the sweep goes on (an Optuna sweep counts
+    the trial as failed).
     """
-
-    @functools.wraps(task)
-    def wrapped(cfg: DictConfig) -> T:
-        exit_code = 0
-        try:
-            return task(cfg)
-        except BaseException as err:
-            exit_code = 1
-            log.error("%s failed: %s: %s", cfg.get("task_name", "task"), type(err).__name__, err)
-            raise
-        finally:
-            finish_wandb(exit_code)
-            output_dir = cfg.get("paths", {}).get("output_dir")
-            if output_dir:
-                log.info("output folder: %s", output_dir)
-
-    return wrapped
+    extras(cfg)
+    try:
+        result = task(cfg)
+    except Exception as err:
+        finish_wandb(1)
+        output_dir = cfg.get("paths", {}).get("output_dir")
+        if not _in_sweep() or show_tracebacks():
+            exit_with_error(err)
+        _log_traceback(err)
+        line = describe_error(err)
+        if output_dir:
+            Path(output_dir, FAILED_MARKER).write_text(line + "\n")
+        log.error("job failed: %s", line)
+        return None
+    finish_wandb(0)
+    return result
 
 
 def _print_config(cfg: DictConfig) -> None:
@@ -74,17 +183,47 @@ def extras(cfg: DictConfig) -> None:
         _print_config(cfg)
 
 
-def get_metric_value(metrics: Mapping[str, Any], name: str | None) -> float | None:
-    """The value of ``name`` (the sweeper's objective) in ``metrics``.
+def network_spec(cfg: DictConfig, scale: int | None = None) -> tuple[Any, int | None]:
+    """What ``eval`` and ``upscale`` run: ``(network, its scale)`` for ``ckpt_path`` (any checkpoint the
+    one loader reads; its scale must be ``scale`` when given), or ``("bicubic", scale)`` for ``model=bicubic``.
 
     Raises:
-        ConfigError: ``name`` is not among the logged metrics (naming ``optimized_metric``).
+        ConfigError: both or neither given.
+        FileNotFoundError, ValueError: the loader's, naming the file.
+    """
+    from esrt_lit.models.bicubic import is_bicubic
+
+    bicubic = is_bicubic(cfg.get("model"))
+    ckpt = cfg.get("ckpt_path")
+    if ckpt:
+        if bicubic:
+            raise ConfigError(f"ckpt_path={ckpt} and model=bicubic: give one of them")
+        from esrt_lit.models.loading import load_network
+
+        net = load_network(ckpt, scale=scale)
+        return net, int(net.scale)
+    if bicubic:
+        return "bicubic", scale
+    raise ConfigError(
+        "nothing to run: give ckpt_path=<checkpoint> (a .ckpt of esrt_lit.train, released ESRT weights or a "
+        "state dict) or model=bicubic"
+    )
+
+
+def objective(metrics: Mapping[str, Any], name: str | None) -> float | None:
+    """The value of ``name`` (``optimized_metric``, what a sweeper maximises) in ``metrics``, or None.
+
+    A run that logged no such value (it ended before its first validation, say) has no objective: it
+    says so, and in an Optuna sweep its trial counts as failed.
     """
     if not name:
         return None
-    if name not in metrics:
-        raise ConfigError(
-            f"optimized_metric={name!r} was not logged; logged metrics: {', '.join(sorted(metrics)) or 'none'}"
+    if name not in metrics or metrics[name] is None:
+        log.warning(
+            "no objective: optimized_metric=%r was not logged (no validation ran?); logged: %s",
+            name,
+            ", ".join(sorted(k for k in metrics if k.startswith("val/"))) or "no validation score",
         )
+        return None
     value = metrics[name]
     return float(value.item() if hasattr(value, "item") else value)

@@ -1,0 +1,211 @@
+"""Networks from checkpoints: the one loader behind every command that takes a checkpoint.
+
+:func:`load_network` recognises the kind from the content (not the suffix):
+
+* a checkpoint of ``esrt_lit.train`` (Lightning): the network is rebuilt from its ``net``
+  hyper-parameter (a ``_target_`` mapping), with the EMA weights when it has them;
+* weights of the authors' released code, wrapped in ``state_dict``/``model`` or not, with or without
+  DataParallel's ``module.`` prefix (:meth:`ESRT.from_official_checkpoint`);
+* a state dict of this port's :class:`~esrt_lit.models.ESRT` (``torch.save(net.state_dict())``): the
+  architecture is read off the tensors (features, HPBs, ETs, MLP width, RSA, HFM, scale; the heads,
+  splits and low-frequency repeats, which no tensor shows, are the released ones unless given).
+
+Every failure is a :class:`~esrt_lit.models.files.CheckpointError` (or ``FileNotFoundError``) naming
+the file; a network that does not fit is described by the knobs that differ, not by key lists.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from esrt_lit.models.esrt import ESRT
+from esrt_lit.models.files import EXPECTED, CheckpointError, read_checkpoint
+
+__all__ = [
+    "CHECKPOINT_SUFFIXES",
+    "EMA_PREFIX",
+    "NET_PREFIX",
+    "CheckpointError",
+    "checkpoint_network_config",
+    "infer_esrt_config",
+    "is_network_source",
+    "knob_differences",
+    "load_network",
+]
+
+log = logging.getLogger(__name__)
+
+#: Where :class:`~esrt_lit.lit_module.SRLitModule` keeps the trained and the EMA weights in its state dict.
+NET_PREFIX = "net."
+EMA_PREFIX = "net_ema.module."
+#: Suffixes of checkpoint files (the content decides the kind; the suffix tells a path from a typo).
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
+#: Knobs no tensor of a state dict shows: taken as released unless given.
+_INVISIBLE = ("et_heads", "attn_splits", "low_repeats", "attention")
+
+
+def is_network_source(value: Any) -> bool:
+    """Whether ``value`` names a checkpoint :func:`load_network` can try: a checkpoint file's path."""
+    path = Path(str(value)).expanduser()
+    return path.suffix.lower() in CHECKPOINT_SUFFIXES or path.is_file()
+
+
+def _is_tensor_mapping(value: Any) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and bool(value)
+        and all(isinstance(v, torch.Tensor) for v in value.values())
+    )
+
+
+def checkpoint_network_config(content: Any) -> dict[str, Any] | None:
+    """The ``net`` hyper-parameter (``{"_target_": ..., **knobs}``) of an ``esrt_lit.train`` checkpoint, else None."""
+    if not isinstance(content, Mapping) or "state_dict" not in content:
+        return None
+    config = (content.get("hyper_parameters") or {}).get("net")
+    return dict(config) if isinstance(config, Mapping) and "_target_" in config else None
+
+
+def infer_esrt_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The ESRT knobs a state dict under this port's names shows (see the module docstring).
+
+    Raises:
+        ValueError: not an ESRT state dict.
+    """
+    if "sfe.weight" not in state or "ir.up.0.weight" not in state:
+        raise ValueError("not an ESRT state dict (no 'sfe.weight' or 'ir.up.0.weight')")
+    n_feats = int(state["sfe.weight"].shape[0])
+    up = state["ir.up.0.weight"].shape[0]
+    scale = 3 if up == 9 * n_feats else 4 if "ir.up.2.weight" in state else 2
+    n_hpb = len({m.group(1) for k in state if (m := re.match(r"lcb\.hpbs\.(\d+)\.", k))})
+    n_et = len({m.group(1) for k in state if (m := re.match(r"ltb\.ets\.(\d+)\.", k))})
+    fc1 = state.get("ltb.ets.0.mlp.fc1.weight")
+    mlp_ratio = fc1.shape[0] / (9 * n_feats) if fc1 is not None else 0.25
+    return {
+        "scale": scale,
+        "n_feats": n_feats,
+        "n_hpb": n_hpb,
+        "n_et": n_et,
+        "mlp_ratio": mlp_ratio,
+        "rsa": "skip_scale.scale" in state,
+        "hfm": any(".arfb_high." in k for k in state),
+    }
+
+
+def knob_differences(have: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
+    """``knob: checkpoint X, asked Y`` for each knob both mappings give a different value."""
+    return [
+        f"{k}: checkpoint {have[k]!r}, asked {want[k]!r}"
+        for k in want
+        if k in have and k != "_target_" and have[k] != want[k]
+    ]
+
+
+def _check_scale(net: nn.Module, scale: int | None, source: str) -> nn.Module:
+    net_scale = getattr(net, "scale", None)
+    if scale is not None and net_scale is not None and int(scale) != int(net_scale):
+        raise CheckpointError(f"scale={scale} was asked for but {source} holds an x{net_scale} network")
+    return net
+
+
+def _from_training(
+    content: Mapping[str, Any], config: dict[str, Any], source: str, prefer_ema: bool
+) -> nn.Module:
+    from hydra.utils import instantiate
+
+    try:
+        net = instantiate(config)
+    except Exception as err:  # the network class or a knob of another version
+        raise CheckpointError(f"{source}: cannot rebuild its network {config}: {err}") from None
+    state = content["state_dict"]
+    prefix = EMA_PREFIX if prefer_ema and any(k.startswith(EMA_PREFIX) for k in state) else NET_PREFIX
+    weights = {
+        k[len(prefix) :].replace("_orig_mod.", ""): v for k, v in state.items() if k.startswith(prefix)
+    }
+    try:
+        net.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{source}: its '{prefix}' weights do not fit {config['_target_']}: {err}"
+        ) from None
+    log.info(
+        "loaded %s (%s weights) from %s",
+        type(net).__name__,
+        "EMA" if prefix == EMA_PREFIX else "trained",
+        source,
+    )
+    return net
+
+
+def _from_port_state(state: Mapping[str, torch.Tensor], source: str, knobs: Mapping[str, Any]) -> ESRT:
+    inferred = infer_esrt_config(state)
+    differing = knob_differences(inferred, {k: v for k, v in knobs.items() if k not in _INVISIBLE})
+    if differing:
+        raise CheckpointError(f"{source} holds another ESRT: {'; '.join(differing)}")
+    net = ESRT(**{**{k: v for k, v in knobs.items() if k in _INVISIBLE}, **inferred})
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{source}: the tensors do not fit ESRT({inferred}): {str(err).splitlines()[0]}"
+        ) from None
+    return net
+
+
+def load_network(
+    source: str | Path,
+    scale: int | None = None,
+    prefer_ema: bool = True,
+    **knobs: Any,
+) -> nn.Module:
+    """The network of a checkpoint file, in eval mode on the CPU (see the module docstring).
+
+    Args:
+        source: the checkpoint's path.
+        scale: when given, the network's scale must be this one.
+        prefer_ema: take the EMA weights of a training checkpoint when it has them.
+        **knobs: ESRT knobs for state dicts, where tensors do not show them (``et_heads``,
+            ``attn_splits``, ``low_repeats``, ``attention``); a visible one must agree.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: unreadable, not a network checkpoint, a network of another scale or shape.
+    """
+    path = Path(source).expanduser()
+    name = str(source)
+    content = read_checkpoint(path)
+    if (config := checkpoint_network_config(content)) is not None:
+        net = _from_training(content, config, name, prefer_ema)
+    elif isinstance(content, Mapping) and "state_dict" in content and "hyper_parameters" in content:
+        raise CheckpointError(
+            f"{name}: a Lightning checkpoint with no 'net' hyper-parameter (not written by esrt_lit.train); "
+            f"expected {EXPECTED}"
+        )
+    else:
+        state = content
+        for key in ("state_dict", "model"):
+            if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+                state = state[key]
+        if not _is_tensor_mapping(state):
+            raise CheckpointError(f"{name}: holds no tensors of a network; expected {EXPECTED}")
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        if "sfe.weight" in state:
+            net = _from_port_state(state, name, knobs if scale is None else {**knobs, "scale": scale})
+        elif "head.0.weight" in state:
+            try:
+                net = ESRT.from_official_checkpoint(state, **knobs)
+            except ValueError as err:
+                raise CheckpointError(f"{name}: {err}") from None
+        else:
+            sample = ", ".join(list(state)[:3])
+            raise CheckpointError(
+                f"{name}: tensors of an unknown network (keys {sample}, ...); expected {EXPECTED}"
+            )
+    return _check_scale(net, scale, name).eval()

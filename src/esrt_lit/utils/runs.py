@@ -1,0 +1,168 @@
+"""Run folders: never reused by accident, resumed with their own configuration, sweeps that report
+their failed jobs.
+
+* :class:`RunFolders` is a Hydra callback (``conf/hydra/default.yaml``). Before a run starts it refuses a
+  run folder that already holds a run (``hydra.run.dir=<old run>`` would replace its checkpoints,
+  metrics and configuration record) unless the run resumes it (``resume_dir``), and a ``resume_dir``
+  that is not a run folder with a checkpoint; nothing is created or written then. Before a sweep it
+  refuses a sweep folder that already holds jobs; after it, it lists the jobs that failed (their
+  ``FAILED`` files, see :func:`esrt_lit.utils.task.run_task`) and exits non-zero.
+* :func:`resume_arguments` makes ``resume_dir=<run>`` take the run's own overrides (its latest
+  ``.hydra/**/overrides.yaml``), the command line's winning, and :func:`config_changes` says what then
+  differs from the run's recorded configuration. A resumed run records its configuration in
+  ``.hydra/resume_<time>/``, so the folder's original record is never rewritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from esrt_lit.utils.task import FAILED_MARKER
+
+__all__ = ["RESUME_KEY", "RunFolders", "config_changes", "find_run_config", "resume_arguments"]
+
+log = logging.getLogger(__name__)
+
+RESUME_KEY = "resume_dir"
+#: What makes a folder a run: the configuration record Hydra writes, or what the commands write.
+RUN_MARKERS = (".hydra/config.yaml", "checkpoints", "metrics.json", "results.json")
+#: Overrides that belong to one invocation, not to the run's configuration.
+_INVOCATION_KEYS = ("resume_dir", "ckpt_path")
+
+
+def _is_child_process() -> bool:
+    """A DDP or SLURM rank other than the first: it runs in the folder its first rank made."""
+    return any(
+        int(os.environ.get(v, "0") or 0) > 0 for v in ("LOCAL_RANK", "RANK", "NODE_RANK", "SLURM_PROCID")
+    )
+
+
+def _run_markers(folder: Path) -> list[str]:
+    return [m for m in RUN_MARKERS if (folder / m).exists()]
+
+
+def _fail(message: str) -> None:
+    raise SystemExit(f"error: {message}")
+
+
+def check_resume_dir(value: Any) -> Path:
+    """The run folder ``resume_dir`` names, which must hold ``checkpoints/last.ckpt``.
+
+    Raises:
+        SystemExit: one line naming the value and what was expected.
+    """
+    folder = Path(str(value)).expanduser()
+    if not folder.is_dir():
+        _fail(f"resume_dir={value}: no such folder; expected the folder of a run of esrt_lit.train")
+    if not (folder / "checkpoints" / "last.ckpt").is_file():
+        found = ", ".join(_run_markers(folder)) or "nothing of a run"
+        _fail(
+            f"resume_dir={value}: no checkpoints/last.ckpt to resume from (the folder holds {found}); "
+            "expected the folder of a run of esrt_lit.train that wrote a checkpoint"
+        )
+    return folder
+
+
+class RunFolders(Callback):
+    """Hydra callback guarding run and sweep folders (see the module docstring)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if _is_child_process():
+            return
+        resume = OmegaConf.select(config, RESUME_KEY, default=None)
+        if resume is not None:
+            check_resume_dir(resume)
+            return
+        if OmegaConf.select(config, "ckpt_path", default=None) == "last":
+            _fail("ckpt_path=last resumes a run in its own folder: give resume_dir=<run folder> instead")
+        run_dir = Path(str(config.hydra.run.dir))
+        if markers := _run_markers(run_dir):
+            _fail(
+                f"hydra.run.dir={run_dir} already holds a run ({', '.join(markers)}), which this run would "
+                "overwrite; choose a new folder"
+                + (f", or continue that run with resume_dir={run_dir}" if "checkpoints" in markers else "")
+            )
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        jobs = sorted(p.parent.parent.name for p in sweep_dir.glob("*/.hydra/config.yaml"))
+        if jobs:
+            _fail(
+                f"hydra.sweep.dir={sweep_dir} already holds the jobs of a sweep ({', '.join(jobs)}), which "
+                "this sweep would overwrite; choose a new folder"
+            )
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        failed = sorted(sweep_dir.rglob(FAILED_MARKER))
+        if not failed:
+            return
+        jobs = len(list(sweep_dir.rglob(".hydra/overrides.yaml")))
+        lines = [f"{p.parent}: {p.read_text().strip()}" for p in failed]
+        print("\n".join(f"error: {line}" for line in lines), file=sys.stderr)  # noqa: T201
+        raise SystemExit(f"error: {len(failed)} of {jobs} jobs of the sweep in {sweep_dir} failed")
+
+
+def find_run_config(run_dir: Path, name: str) -> Path | None:
+    """The run's latest ``.hydra`` record ``name`` (a resume's ``.hydra/resume_<time>/`` over the original)."""
+    resumes = sorted((run_dir / ".hydra").glob(f"resume_*/{name}"))
+    latest = resumes[-1] if resumes else run_dir / ".hydra" / name
+    return latest if latest.is_file() else None
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def resume_arguments(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the resumed run's own overrides put before the command line's.
+
+    With ``resume_dir=<run>`` among the arguments, the overrides recorded for that run (except
+    ``hydra.*``, ``resume_dir`` and ``ckpt_path``) come first, so that the run continues with its own
+    configuration; an override of the same key on the command line wins. Without it, ``argv`` as is.
+    """
+    args = list(argv)
+    resume = next((a.split("=", 1)[1] for a in args[1:] if _key(a) == RESUME_KEY and "=" in a), None)
+    if resume is None:
+        return args
+    record = find_run_config(Path(resume).expanduser(), "overrides.yaml")
+    if record is None:
+        return args  # not a run folder: RunFolders says so before anything starts
+    given = {_key(a) for a in args[1:] if "=" in a and not a.startswith("-")}
+    saved = [
+        str(o)
+        for o in OmegaConf.load(record)
+        if _key(str(o)) not in given
+        and _key(str(o)) not in _INVOCATION_KEYS
+        and not _key(str(o)).startswith("hydra.")
+    ]
+    return [args[0], *saved, *args[1:]]
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def config_changes(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """``key: old -> new`` for every value of ``current`` that differs from the run's ``recorded`` one
+    (paths and per-invocation keys aside)."""
+    old, new = _flatten(recorded), _flatten(current)
+    skip = ("paths.", "hydra.", "resume_dir", "ckpt_path")
+    return [
+        f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
+        for k in sorted(set(old) | set(new))
+        if not k.startswith(skip) and old.get(k) != new.get(k)
+    ]
