@@ -7,7 +7,6 @@ from pathlib import Path
 
 import hydra
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException
@@ -189,4 +188,3 @@ def test_no_config_key_left_unresolved(tmp_path: Path) -> None:
     assert resolved["logger"]["wandb"]["mode"] == "offline"
     assert resolved["logger"]["wandb"]["save_dir"] == str(tmp_path)
     assert resolved["callbacks"]["model_checkpoint"]["monitor"] == "val/skimage/psnr"
-    assert torch.get_num_threads() >= 1

@@ -1,7 +1,8 @@
 """The LightningModule that trains and scores an SR network (ESRT, Lu et al., arXiv 2108.11084).
 
-Defaults follow the released training recipe (Sec. 4.1 and the authors' code): L1 loss, Adam
-(lr 2e-4, betas 0.9/0.999), learning rate halved every 200 epochs. Validation and test score every
+The released training recipe (Sec. 4.1 and the authors' code) is L1 loss, Adam (lr 2e-4, betas
+0.9/0.999) and the learning rate halved every 200 epochs (``conf/``: ``loss=l1 optimizer=adam
+scheduler=step``); built without a scheduler, the module keeps the rate constant. Validation and test score every
 benchmark loader with the protocol of the published tables (:mod:`esrt_lit.metrics`: MATLAB Y,
 ``scale`` pixels cropped, 8-bit rounding, mean of per-image values) and log
 ``{stage}/{benchmark}/{psnr|ssim}``, plus ``val/<set>/psnr_best`` (carried across resumes by the

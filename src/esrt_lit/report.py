@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 from esrt_lit.models.official import RELEASED_KNOBS
 from esrt_lit.reference import PAPER_ESRT
+from esrt_lit.utils.tables import markdown_table
 from esrt_lit.wandb_offline import read_offline_run
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,8 @@ def _benchmarks(runs: list[Run]) -> list[str]:
 
 
 def build_table(runs: list[Run]) -> tuple[list[str], list[list[Any]], dict[str, int]]:
-    """Columns, rows (raw values) and, per benchmark, the index of the best-PSNR row."""
+    """Columns, rows (raw values) and, per score column (``Set5/psnr``, ``Set5/ssim``), the index of the
+    row with the best value."""
     knobs, benches = _knob_columns(runs), _benchmarks(runs)
     columns = ["run", *knobs, "params", "macs_G", "macs_paper_G", "latency_128_ms"]
     for bench in benches:
@@ -164,13 +166,14 @@ def build_table(runs: list[Run]) -> tuple[list[str], list[list[Any]], dict[str, 
         rows.append(row)
     best = {}
     for bench in benches:
-        scored = [
-            (run.score(bench, "psnr"), i)
-            for i, run in enumerate(runs)
-            if run.score(bench, "psnr") is not None
-        ]
-        if scored:
-            best[bench] = max(scored)[1]
+        for metric in ("psnr", "ssim"):
+            scored = [
+                (run.score(bench, metric), i)
+                for i, run in enumerate(runs)
+                if run.score(bench, metric) is not None
+            ]
+            if scored:
+                best[f"{bench}/{metric}"] = max(scored, key=lambda t: t[0])[1]  # the first of ties
     return columns, rows, best
 
 
@@ -188,27 +191,36 @@ def _fmt(value: Any, column: str) -> str:
 
 
 def to_markdown(columns: list[str], rows: list[list[Any]], best: dict[str, int], title: str) -> str:
-    """Markdown table; the best PSNR/SSIM of each benchmark (by PSNR) in bold."""
-    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for i, row in enumerate(rows):
-        cells = []
-        for col, value in zip(columns, row, strict=True):
-            text = _fmt(value, col)
-            bench = col.split("/")[0]
-            if col.endswith(("/psnr", "/ssim")) and best.get(bench) == i:
-                text = f"**{text}**"
-            cells.append(text)
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Bold: best PSNR per benchmark. `paper`: the paper's ESRT figure, shown for runs with the released knobs.",
+    """Markdown table; the best PSNR and the best SSIM of each benchmark in bold."""
+    cells = [
+        [
+            f"**{_fmt(v, col)}**" if best.get(col) == i else _fmt(v, col)
+            for col, v in zip(columns, row, strict=True)
+        ]
+        for i, row in enumerate(rows)
+    ]
+    notes = [
+        "Bold: the best PSNR and the best SSIM of each benchmark. `paper`: the paper's ESRT figure, shown for runs "
+        "with the released knobs.",
         "MACs are exact multiply-adds (attention included) and the paper-style count (convolutions and linears only).",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join([f"# {title}", "", markdown_table(columns, cells), "", *notes]) + "\n"
+
+
+def _bicubic(runs: list[Run], bench: str) -> float | None:
+    """Bicubic's PSNR on ``bench`` as the runs recorded it (the same for every run of one scale)."""
+    values = [r.metrics.get(f"bicubic/{bench}/psnr") for r in runs]
+    return next((float(v) for v in values if v is not None), None)
 
 
 def _plot(
-    runs: list[Run], rows: list[list[Any]], columns: list[str], x_col: str, x_label: str, path: Path
+    runs: list[Run],
+    rows: list[list[Any]],
+    columns: list[str],
+    x_col: str,
+    x_label: str,
+    path: Path,
+    title: str,
 ) -> None:
     import matplotlib
 
@@ -224,18 +236,25 @@ def _plot(
         pts = [(row[xi], row[yi], row) for row in rows if row[xi] is not None and row[yi] is not None]
         if not pts:
             continue
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o", label=bench)
+        (line,) = ax.plot(
+            [p[0] for p in pts], [p[1] for p in pts], "o", label=f"runs, validation PSNR on {bench}"
+        )
         for x, y, row in pts:
             label = (
                 ", ".join(f"{k.removeprefix('model.')}={row[1 + j]}" for j, k in enumerate(knobs)) or row[0]
             )
             ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        bicubic = _bicubic(runs, bench)
+        if bicubic is not None:
+            ax.axhline(
+                bicubic, color=line.get_color(), linestyle="--", linewidth=1, label=f"bicubic on {bench}"
+            )
     ax.margins(x=0.15, y=0.1)
+    ax.set_title(title, fontsize=10)
     ax.set_xlabel(x_label)
     ax.set_ylabel("PSNR (dB, Y)")
     ax.grid(alpha=0.3)
-    if benches:
-        ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -256,6 +275,11 @@ def write_report(
     if existing and not overwrite:
         raise FileExistsError(f"report files exist: {', '.join(existing)}; pass --overwrite to replace them")
     runs = collect_runs(root)
+    if not _benchmarks(runs):
+        raise ValueError(
+            f"{root}: none of its {len(runs)} run(s) has validation scores (val/<set>/psnr in metrics.json), which "
+            "the report compares; did the runs end before their first validation?"
+        )
     columns, rows, best = build_table(runs)
     out.mkdir(parents=True, exist_ok=True)
     paths["report.md"].write_text(to_markdown(columns, rows, best, f"Ablation report: {root}"))
@@ -263,8 +287,27 @@ def write_report(
         writer = csv.writer(f)
         writer.writerow(columns)
         writer.writerows([["" if v is None else v for v in row] for row in rows])
-    _plot(runs, rows, columns, "params", "parameters", paths["psnr_vs_params.png"])
-    _plot(runs, rows, columns, "macs_G", "exact MACs (G)", paths["psnr_vs_macs.png"])
+    scale = next((r.scale for r in runs if r.scale), None)
+    what = f"x{scale} " if scale else ""
+    name = Path(root).resolve().name
+    _plot(
+        runs,
+        rows,
+        columns,
+        "params",
+        "parameters",
+        paths["psnr_vs_params.png"],
+        f"{name}: {what}PSNR against parameters",
+    )
+    _plot(
+        runs,
+        rows,
+        columns,
+        "macs_G",
+        "exact MACs (G)",
+        paths["psnr_vs_macs.png"],
+        f"{name}: {what}PSNR against MACs",
+    )
     _log_to_wandb(columns, rows)
     return paths
 
@@ -278,18 +321,25 @@ def _log_to_wandb(columns: list[str], rows: list[list[Any]]) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: ``python -m esrt_lit.report DIR [--out DIR] [--overwrite]``; returns the exit status."""
+    from esrt_lit.utils.task import report_error
+
     parser = argparse.ArgumentParser(prog="python -m esrt_lit.report", description=__doc__.splitlines()[0])
     parser.add_argument("dir", help="Hydra multirun directory or folder of W&B offline runs")
     parser.add_argument("--out", default=None, help="output folder (default: DIR)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing report files")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    paths = write_report(args.dir, args.out, args.overwrite)
+    try:
+        paths = write_report(args.dir, args.out, args.overwrite)
+    except Exception as err:  # every failure ends as one line
+        return report_error(err)
     print(paths["report.md"].read_text())  # noqa: T201 - the CLI's product is this table
     for name, path in paths.items():
         log.info("%s: %s", name, path)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -129,7 +129,12 @@ def _check_checkpoint_network(ckpt_path: str, net_config: dict[str, Any]) -> Non
 
 
 def _log_resume(cfg: DictConfig) -> None:
-    record = find_run_config(Path(cfg.resume_dir), "config.yaml")
+    from hydra.core.hydra_config import HydraConfig
+
+    own = None
+    if HydraConfig.initialized():  # this resume's record, which Hydra has written already
+        own = Path(cfg.paths.output_dir) / str(HydraConfig.get().output_subdir)
+    record = find_run_config(Path(cfg.resume_dir), "config.yaml", exclude=own)
     if record is None:
         return
     changes = config_changes(

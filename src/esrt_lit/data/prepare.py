@@ -329,8 +329,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--root is required")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     rows = []
-    for name in args.names:
-        rows += [(name, *row) for row in prepare(name, args.root, args.base_url, args.keep_archives)]
+    try:
+        for name in args.names:
+            rows += [(name, *row) for row in prepare(name, args.root, args.base_url, args.keep_archives)]
+    except Exception as err:  # every failure ends as one line
+        from esrt_lit.utils.task import report_error
+
+        return report_error(err)
     for name, filename, dest, status in rows:
         print(f"{name:10s} {filename:34s} {status:28s} {dest}")  # noqa: T201
     return 0

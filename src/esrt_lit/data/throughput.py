@@ -76,6 +76,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.torch_threads is not None:
         torch.set_num_threads(args.torch_threads)
+    try:
+        _report(args)
+    except Exception as err:  # every failure ends as one line
+        from esrt_lit.utils.task import report_error
+
+        return report_error(err)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> None:
     print(f"{'source':24s} {'workers':>7s} {'setup s':>8s} {'samples/s':>10s}")  # noqa: T201
     for source in args.source:
         spec = SkimageSource("train") if source == "skimage" else FolderSource(source)
@@ -95,7 +105,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             setup_s = time.perf_counter() - start
             rate = measure(dm, args.batches)
             print(f"{spec.label:24s} {workers:7d} {setup_s:8.2f} {rate:10.1f}")  # noqa: T201
-    return 0
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ load it unsafely.
 
 from __future__ import annotations
 
-import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,15 @@ class CheckpointError(ValueError):
     """A checkpoint file cannot be read, or holds no network this project can build; names the file."""
 
 
-def _reason(err: BaseException) -> str:
-    """The first line of torch's message, without its advice."""
-    text = str(err)
-    if found := re.search(r"Unsupported global: GLOBAL ([\w.]+)", text):
-        return f"it pickles {found.group(1)}"
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
-    return first.removeprefix("Weights only load failed. ").rstrip(".")
+def _why_unreadable(path: Path, err: BaseException) -> str:
+    """What is wrong with a file torch cannot load, without torch's advice (which suggests loading it
+    with ``weights_only=False``)."""
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    if zipfile.is_zipfile(path):
+        first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        return f"a damaged archive: {first}" if "weights_only" not in first else "a damaged archive"
+    return "neither a PyTorch archive nor a pickle of tensors"
 
 
 def read_checkpoint(path: str | Path) -> Any:
@@ -49,16 +51,12 @@ def read_checkpoint(path: str | Path) -> Any:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "Unsupported global" in str(err) or "Unsupported operand" in str(err):
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, KeyError, ... here
+        if found := re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err)):
             raise CheckpointError(
-                f"{path}: holds pickled Python objects ({_reason(err)}), which weights_only loading refuses; "
-                f"expected {EXPECTED}, made of tensors and plain containers"
+                f"{path}: holds pickled Python objects ({found.group(1)}), which loading with weights_only=True "
+                f"refuses; expected {EXPECTED}, made of tensors and plain containers"
             ) from None
         raise CheckpointError(
-            f"{path}: not a PyTorch checkpoint ({_reason(err)}); expected {EXPECTED}"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(
-            f"{path}: not a PyTorch checkpoint ({_reason(err)}); expected {EXPECTED}"
+            f"{path}: not a PyTorch checkpoint ({_why_unreadable(path, err)}); expected {EXPECTED}"
         ) from None

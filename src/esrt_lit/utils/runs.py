@@ -111,9 +111,14 @@ class RunFolders(Callback):
         raise SystemExit(f"error: {len(failed)} of {jobs} jobs of the sweep in {sweep_dir} failed")
 
 
-def find_run_config(run_dir: Path, name: str) -> Path | None:
-    """The run's latest ``.hydra`` record ``name`` (a resume's ``.hydra/resume_<time>/`` over the original)."""
-    resumes = sorted((run_dir / ".hydra").glob(f"resume_*/{name}"))
+def find_run_config(run_dir: Path, name: str, exclude: Path | None = None) -> Path | None:
+    """The run's latest ``.hydra`` record ``name`` (a resume's ``.hydra/resume_<time>/`` over the original),
+    other than the one in ``exclude`` (the running resume's own record)."""
+    resumes = [
+        p
+        for p in sorted((run_dir / ".hydra").glob(f"resume_*/{name}"))
+        if exclude is None or p.parent.resolve() != exclude.resolve()
+    ]
     latest = resumes[-1] if resumes else run_dir / ".hydra" / name
     return latest if latest.is_file() else None
 
