@@ -99,6 +99,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if lr_shape is not None:
             _image(lr_dir / "babyx2.png", *lr_shape)
     _image(root / "bench_dot" / "Set5" / "dot.png", 1, 1)
+    _image(root / "bench_small" / "Set5" / "a.png", 12, 10)
     # images to upscale
     _image(root / "up" / "a.png", 12, 10)
     _image(root / "up_bad" / "a.png", 12, 10)
@@ -114,7 +115,8 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ck.mkdir()
     _training_checkpoint(ck / "x2.ckpt", _tiny_net())
     _training_checkpoint(ck / "other.ckpt", _tiny_net(n_hpb=2))
-    torch.save(_tiny_net().state_dict(), ck / "plain_x2.pth")
+    torch.manual_seed(0)
+    torch.save(ESRT(scale=2).state_dict(), ck / "plain_x2.pth")  # the released width: its heads are 8
     (ck / "random.ckpt").write_bytes(np.random.default_rng(0).bytes(4096))
     (ck / "empty.ckpt").write_bytes(b"")
     torch.save({"state_dict": _tiny_net().state_dict(), "extra": object()}, ck / "pickled.ckpt")
@@ -285,6 +287,7 @@ CASES = [
         "n_feats: checkpoint 8, asked 16",
     ),
     ("run-dir-taken", TRAIN, ["hydra.run.dir={ws}/run"], "already holds a run"),
+    ("run-dir-file", TRAIN, ["hydra.run.dir={ws}/a_file"], "a_file is a file; expected a folder"),
     # --- eval ---
     ("eval-nothing", EVAL, [], "nothing to run: give ckpt_path="),
     ("eval-ckpt-missing", EVAL, ["ckpt_path=/nope.ckpt"], "checkpoint not found: /nope.ckpt"),
@@ -608,3 +611,31 @@ def test_out_of_memory_says_so_and_what_to_lower() -> None:
     assert describe_error(KeyError("x")).startswith(
         "KeyError: 'x' (unexpected; ESRT_DEBUG=1 shows the traceback)"
     )
+
+
+def test_state_dicts_load_with_their_scale_read_off_the_tensors(ws: Path, tmp_path: Path) -> None:
+    """A plain state dict (``torch.save(net.state_dict())``) used to fail with "cannot infer the scale"."""
+    code, output = run_command(
+        EVAL,
+        [
+            f"ckpt_path={ws}/ckpt/plain_x2.pth",
+            "scales=[2]",
+            f"benchmark_root={ws}/tiny",
+            "names=[val]",
+            f"hydra.run.dir={tmp_path / 'eval'}",
+        ],
+    )
+    assert code == 0, output[-3000:]
+    assert '"x2"' in (tmp_path / "eval" / "results.json").read_text()
+    code, output = run_command(
+        UPSCALE,
+        [
+            f"input={ws}/up",
+            f"output={tmp_path / 'up'}",
+            f"ckpt_path={ws}/ckpt/plain_x2.pth",
+            "scale=2",
+            f"hydra.run.dir={tmp_path / 'upscale'}",
+        ],
+    )
+    assert code == 0, output[-3000:]
+    assert Image.open(tmp_path / "up" / "a.png").size == (20, 24)

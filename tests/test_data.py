@@ -253,7 +253,7 @@ def test_eval_distributed_sampler_scores_each_image_once() -> None:
 
 def test_eval_loaders_split_images_across_ranks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(5):
-        _write(tmp_path / "five" / f"{i}.png", _noise(8, 8, seed=i))
+        _write(tmp_path / "five" / f"{i}.png", _noise(16, 16, seed=i))
     dm = SRDataModule(
         scale=2, train=[], val=[{"kind": "folder", "path": str(tmp_path / "five")}], num_workers=0
     )

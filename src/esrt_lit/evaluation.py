@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from esrt_lit.data.datasets import PairStore
+from esrt_lit.data.datasets import PairStore, check_scorable
 from esrt_lit.data.imresize import imresize
 from esrt_lit.data.sources import PAPER_ORDER, BenchmarkSource, BenchmarksSource
 from esrt_lit.inference import upscale
@@ -156,6 +156,7 @@ def iter_sr_pairs(
     if isinstance(model, str) and model == BICUBIC:
         for record in records:
             _, hr = store.get(record)  # decodes and checks the stored LR too
+            check_scorable(record.hr, hr, scale)
             sr_y, hr_y = _y_first_bicubic(hr, scale)
             yield record.name, _to_tensor(sr_y), _to_tensor(hr_y)
         return
@@ -165,6 +166,7 @@ def iter_sr_pairs(
     min_size = int(getattr(net, "min_size", 1))
     for record in records:
         lr, hr = store.get(record)
+        check_scorable(record.hr, hr, scale)
         if min(lr.shape[:2]) < min_size:
             raise ValueError(
                 f"{record.hr}: its LR of {lr.shape[1]}x{lr.shape[0]} pixels at x{scale} is smaller than "

@@ -32,8 +32,16 @@ from esrt_lit.data.transforms import (
     to_tensor,
     to_three_channels,
 )
+from esrt_lit.metrics.functional.ssim import WINDOW_SIZE, min_scored_side
 
-__all__ = ["CACHE_MODES", "PairStore", "SREvalDataset", "SRTrainDataset", "default_cache_dir"]
+__all__ = [
+    "CACHE_MODES",
+    "PairStore",
+    "SREvalDataset",
+    "SRTrainDataset",
+    "check_scorable",
+    "default_cache_dir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +260,21 @@ class SRTrainDataset(_PairDataset):
         return {"lr": to_tensor(to_three_channels(lr_patch)), "hr": to_tensor(to_three_channels(hr_patch))}
 
 
+def check_scorable(path: Path, hr: np.ndarray, scale: int) -> None:
+    """Raise unless a (modcropped) HR image can be scored by the protocol at ``scale``, naming the file.
+
+    Raises:
+        ValueError: a side below SSIM's window once the ``scale``-pixel border is cropped.
+    """
+    least = min_scored_side(scale)
+    h, w = hr.shape[:2]
+    if h < least or w < least:
+        raise ValueError(
+            f"{path}: image of {w}x{h} pixels is too small to score at x{scale}: SSIM needs {WINDOW_SIZE}x"
+            f"{WINDOW_SIZE} pixels once the {scale}-pixel border is cropped; expected at least {least}x{least}"
+        )
+
+
 class SREvalDataset(_PairDataset):
     """Whole images for validation and test (batch size 1).
 
@@ -264,6 +287,12 @@ class SREvalDataset(_PairDataset):
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def _load(self, record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+        """The pair, checked to be large enough to score (so :meth:`warm` checks every image's size too)."""
+        lr, hr = self.store.get(record)
+        check_scorable(record.hr, hr, self.scale)
+        return lr, hr
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         pad = index >= len(self.records)

@@ -149,7 +149,14 @@ def _from_port_state(state: Mapping[str, torch.Tensor], source: str, knobs: Mapp
     differing = knob_differences(inferred, {k: v for k, v in knobs.items() if k not in _INVISIBLE})
     if differing:
         raise CheckpointError(f"{source} holds another ESRT: {'; '.join(differing)}")
-    net = ESRT(**{**{k: v for k, v in knobs.items() if k in _INVISIBLE}, **inferred})
+    try:
+        net = ESRT(**{**{k: v for k, v in knobs.items() if k in _INVISIBLE}, **inferred})
+    except ValueError as err:
+        raise CheckpointError(
+            f"{source}: a state dict of an ESRT with {inferred}, whose heads, splits and low-frequency repeats "
+            f"no tensor shows, and the released ones do not fit it ({err}); save it from esrt_lit.train (a .ckpt "
+            "holds every knob)"
+        ) from None
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as err:

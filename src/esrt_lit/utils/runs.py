@@ -84,6 +84,8 @@ class RunFolders(Callback):
         if OmegaConf.select(config, "ckpt_path", default=None) == "last":
             _fail("ckpt_path=last resumes a run in its own folder: give resume_dir=<run folder> instead")
         run_dir = Path(str(config.hydra.run.dir))
+        if run_dir.exists() and not run_dir.is_dir():
+            _fail(f"hydra.run.dir={run_dir} is a file; expected a folder for the run")
         if markers := _run_markers(run_dir):
             _fail(
                 f"hydra.run.dir={run_dir} already holds a run ({', '.join(markers)}), which this run would "

@@ -10,6 +10,13 @@ from esrt_lit.metrics.color import prepare_for_scoring
 __all__ = ["ssim"]
 
 WINDOW_SIZE = 11
+
+
+def min_scored_side(crop_border: int) -> int:
+    """The smallest image side the protocol can score with ``crop_border`` pixels cropped (SSIM's window)."""
+    return WINDOW_SIZE + 2 * crop_border
+
+
 SIGMA = 1.5
 K1, K2 = 0.01, 0.03
 PEAK = 255.0
