@@ -26,7 +26,7 @@ from PIL import Image
 
 from esrt_lit.lit_module import describe_net
 from esrt_lit.models import ESRT
-from train_helpers import TINY_MODEL, make_tiny_images, run_cli, tiny_overrides
+from train_helpers import TINY_MODEL, make_tiny_images, run_cli, tiny_net, tiny_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -61,11 +61,6 @@ def _image(path: Path, h: int, w: int, channels: int = 3, seed: int = 0) -> Path
     pixels = np.random.default_rng(seed).integers(0, 256, (h, w, channels), dtype=np.uint8)
     Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels).save(path)
     return path
-
-
-def _tiny_net(**knobs: int) -> ESRT:
-    torch.manual_seed(0)
-    return ESRT(**{"scale": 2, "n_feats": 8, "n_hpb": 1, "et_heads": 4, "low_repeats": 1, **knobs})
 
 
 def _training_checkpoint(path: Path, net: ESRT) -> Path:
@@ -113,13 +108,13 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # checkpoints
     ck = root / "ckpt"
     ck.mkdir()
-    _training_checkpoint(ck / "x2.ckpt", _tiny_net())
-    _training_checkpoint(ck / "other.ckpt", _tiny_net(n_hpb=2))
+    _training_checkpoint(ck / "x2.ckpt", tiny_net())
+    _training_checkpoint(ck / "other.ckpt", tiny_net(n_hpb=2))
     torch.manual_seed(0)
     torch.save(ESRT(scale=2).state_dict(), ck / "plain_x2.pth")  # the released width: its heads are 8
     (ck / "random.ckpt").write_bytes(np.random.default_rng(0).bytes(4096))
     (ck / "empty.ckpt").write_bytes(b"")
-    torch.save({"state_dict": _tiny_net().state_dict(), "extra": object()}, ck / "pickled.ckpt")
+    torch.save({"state_dict": tiny_net().state_dict(), "extra": object()}, ck / "pickled.ckpt")
     torch.save({"lr": 0.1}, ck / "nothing.pth")
     # a finished run folder, and a folder that is no run
     run = root / "run"
@@ -127,7 +122,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (run / ".hydra" / "overrides.yaml").write_text("- scale=2\n")
     (run / ".hydra" / "config.yaml").write_text("scale: 2\n")
     (run / "checkpoints").mkdir()
-    _training_checkpoint(run / "checkpoints" / "last.ckpt", _tiny_net())
+    _training_checkpoint(run / "checkpoints" / "last.ckpt", tiny_net())
     (run / "metrics.json").write_text("{}\n")
     (root / "not_a_run").mkdir()
     (root / "not_a_run" / "notes.txt").write_text("notes")

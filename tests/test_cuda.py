@@ -63,11 +63,10 @@ def _fit(tmp_path, compile, steps, callbacks=(), ckpt_path=None, **trainer_kwarg
     """Fit a tiny ESRT on tiny images on the GPU for ``steps`` steps; returns the module and its losses."""
     import functools
 
-    from lightning.pytorch import Callback, Trainer
+    from lightning.pytorch import Callback
 
     from esrt_lit.lit_module import SRLitModule
-    from esrt_lit.utils.resumable import ResumableSRDataModule
-    from train_helpers import make_tiny_images
+    from train_helpers import make_tiny_images, tiny_datamodule, tiny_net, tiny_trainer
 
     class Losses(Callback):
         def __init__(self) -> None:
@@ -76,36 +75,13 @@ def _fit(tmp_path, compile, steps, callbacks=(), ckpt_path=None, **trainer_kwarg
         def on_train_batch_end(self, trainer, pl_module, outputs, *args) -> None:
             self.values.append(outputs["loss"])  # read back after the fit: no sync during it
 
-    data = make_tiny_images(tmp_path / "data")
-    torch.manual_seed(0)
-    net = ESRT(scale=2, n_feats=8, n_hpb=1, et_heads=4, low_repeats=1)
-    module = SRLitModule(
-        net, optimizer=functools.partial(torch.optim.Adam, lr=1e-3, fused=None), compile=compile
-    )
-    dm = ResumableSRDataModule(
-        scale=2,
-        patch_size=12,
-        batch_size=4,
-        iters_per_epoch=steps,
-        num_workers=0,
-        seed=1,
-        train=[{"kind": "folder", "path": str(data["train"])}],
-        val=[{"kind": "folder", "name": "tiny", "path": str(data["val"])}],
-    )
+    adam = functools.partial(torch.optim.Adam, lr=1e-3, fused=None)
+    module = SRLitModule(tiny_net(), optimizer=adam, compile=compile)
     losses = Losses()
-    options = dict(
-        accelerator="gpu",
-        devices=1,
-        max_epochs=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        limit_val_batches=0,
-    )
-    options.update(trainer_kwargs)
-    trainer = Trainer(callbacks=[losses, *callbacks], **options)
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    options = dict(accelerator="gpu", devices=1, limit_val_batches=0, callbacks=[losses, *callbacks])
+    trainer = tiny_trainer(tmp_path, **{**options, **trainer_kwargs})
+    data = tiny_datamodule(make_tiny_images(tmp_path / "data"), iters_per_epoch=steps)
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     return module, [float(v) for v in losses.values], trainer
 
 

@@ -22,15 +22,7 @@ from torch._dynamo.utils import counters
 from esrt_lit.callbacks import LearningRateMonitor, NonFiniteLossError, NonFiniteLossGuard, TrainingSpeed
 from esrt_lit.data.datamodule import SRDataModule
 from esrt_lit.lit_module import SRLitModule, compile_mode
-from esrt_lit.models import ESRT
-from esrt_lit.utils.checkpoint import AtomicCheckpointIO
-from esrt_lit.utils.resumable import ResumableSRDataModule
-from train_helpers import make_tiny_images
-
-
-def tiny_net() -> ESRT:
-    torch.manual_seed(0)
-    return ESRT(scale=2, n_feats=8, n_hpb=1, et_heads=4, low_repeats=1)
+from train_helpers import NaNAfter, make_tiny_images, tiny_datamodule, tiny_net, tiny_trainer
 
 
 @pytest.fixture(scope="module")
@@ -48,31 +40,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return folders
 
 
-def datamodule(data: dict[str, Path], steps: int, val: str = "sizes") -> ResumableSRDataModule:
-    return ResumableSRDataModule(
-        scale=2,
-        patch_size=12,
-        batch_size=4,
-        iters_per_epoch=steps,
-        num_workers=0,
-        seed=1,
-        train=[{"kind": "folder", "path": str(data["train"])}],
-        val=[{"kind": "folder", "name": "val", "path": str(data[val])}],
-    )
-
-
-def trainer(tmp_path: Path, **kwargs: Any) -> Trainer:
-    options = dict(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        plugins=[AtomicCheckpointIO()],
-    )
-    options.update(kwargs)
-    return Trainer(**options)
+def datamodule(data: dict[str, Path], steps: int) -> Any:
+    """The tiny training data, validated on images of three sizes."""
+    return tiny_datamodule(data, val="sizes", iters_per_epoch=steps)
 
 
 class Losses(Callback):
@@ -108,7 +78,7 @@ def test_compiled_step_matches_eager_and_evaluation_never_recompiles(
         losses = Losses()
         module = SRLitModule(tiny_net(), compile=mode)
         ckpt = ModelCheckpoint(dirpath=tmp_path / str(mode), save_last=True, save_top_k=0)
-        fit = trainer(tmp_path, callbacks=[losses, ckpt], val_check_interval=20, max_steps=steps)
+        fit = tiny_trainer(tmp_path, callbacks=[losses, ckpt], val_check_interval=20, max_steps=steps)
         graphs = counters["stats"]["unique_graphs"]
         fit.fit(module, datamodule=datamodule(data, steps))
         runs[mode] = (losses.values, module, counters["stats"]["unique_graphs"] - graphs)
@@ -123,7 +93,7 @@ def test_compiled_step_matches_eager_and_evaluation_never_recompiles(
     compiled_sd = torch.load(tmp_path / "reduce-overhead" / "last.ckpt", weights_only=True)["state_dict"]
     assert eager_sd.keys() == compiled_sd.keys()
     resumed = Losses()
-    trainer(tmp_path, callbacks=[resumed], max_epochs=3, max_steps=steps + 3, limit_val_batches=0).fit(
+    tiny_trainer(tmp_path, callbacks=[resumed], max_epochs=3, max_steps=steps + 3, limit_val_batches=0).fit(
         SRLitModule(tiny_net()),
         datamodule=datamodule(data, steps),
         ckpt_path=tmp_path / "reduce-overhead" / "last.ckpt",
@@ -132,27 +102,16 @@ def test_compiled_step_matches_eager_and_evaluation_never_recompiles(
     assert len(resumed.values) == 3
 
 
-class NaNFrom(torch.nn.Module):
-    """L1 loss that turns NaN from its ``n``-th call on."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.n, self.calls = n, 0
-
-    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        loss = (sr - hr).abs().mean()
-        return loss * float("nan") if self.calls >= self.n else loss
-
-
 def test_fused_optimizer_skips_a_non_finite_step_on_the_device(data: dict[str, Path], tmp_path: Path) -> None:
     fused = functools.partial(torch.optim.Adam, lr=1e-3, fused=True)
     good = SRLitModule(tiny_net(), optimizer=fused)
-    trainer(tmp_path / "good", max_steps=2, limit_val_batches=0).fit(good, datamodule=datamodule(data, 8))
+    tiny_trainer(tmp_path / "good", max_steps=2, limit_val_batches=0).fit(
+        good, datamodule=datamodule(data, 8)
+    )
 
     guard = NonFiniteLossGuard(check_every_n_steps=4)
-    bad = SRLitModule(tiny_net(), optimizer=fused, loss=NaNFrom(3))  # steps 2 and 3 are NaN
-    run = trainer(tmp_path / "bad", callbacks=[guard], max_steps=8, limit_val_batches=0)
+    bad = SRLitModule(tiny_net(), optimizer=fused, loss=NaNAfter(3))  # steps 2 and 3 are NaN
+    run = tiny_trainer(tmp_path / "bad", callbacks=[guard], max_steps=8, limit_val_batches=0)
     with pytest.raises(NonFiniteLossError, match=r"not finite at 2 step\(s\), the first at global step 2: their "
                        r"updates were skipped on the device; no checkpoint was written before it"):  # fmt: skip
         run.fit(bad, datamodule=datamodule(data, 8))
@@ -165,11 +124,11 @@ def test_deferred_guard_writes_no_checkpoint_after_a_bad_step(data: dict[str, Pa
     fused = functools.partial(torch.optim.Adam, lr=1e-3, fused=True)
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0, every_n_train_steps=2)
     guard = NonFiniteLossGuard(check_every_n_steps=100)
-    run = trainer(tmp_path, callbacks=[guard, ckpt], max_steps=8, limit_val_batches=0)
+    run = tiny_trainer(tmp_path, callbacks=[guard, ckpt], max_steps=8, limit_val_batches=0)
     with pytest.raises(
         NonFiniteLossError, match=r"global step 2: .* the last good checkpoint is kept: .*last\.ckpt"
     ):
-        run.fit(SRLitModule(tiny_net(), optimizer=fused, loss=NaNFrom(3)), datamodule=datamodule(data, 8))
+        run.fit(SRLitModule(tiny_net(), optimizer=fused, loss=NaNAfter(3)), datamodule=datamodule(data, 8))
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 2
 
 
@@ -197,7 +156,7 @@ def test_loss_and_guard_are_read_back_only_at_logging_steps(
 
     monkeypatch.setattr(module, "log", spy_log)
     monkeypatch.setattr(guard, "check", spy_check)
-    run = trainer(
+    run = tiny_trainer(
         tmp_path,
         callbacks=[guard, LearningRateMonitor(logging_interval="step")],
         logger=CSVLogger(tmp_path),
@@ -218,14 +177,14 @@ def test_loss_and_guard_are_read_back_only_at_logging_steps(
 
 def test_training_speed_is_recorded(data: dict[str, Path], tmp_path: Path) -> None:
     speed = TrainingSpeed(warmup_steps=4)
-    run = trainer(tmp_path, callbacks=[speed], max_steps=10, val_check_interval=5)
+    run = tiny_trainer(tmp_path, callbacks=[speed], max_steps=10, val_check_interval=5)
     run.fit(SRLitModule(tiny_net()), datamodule=datamodule(data, 10))
     metrics = {k: float(v) for k, v in run.callback_metrics.items() if k.startswith("speed/")}
     assert metrics["speed/from_step"] == 4 and metrics["speed/first_step_s"] > 0
     assert metrics["speed/it_per_s"] > 0 and metrics["speed/val_s"] > 0
     assert metrics["speed/samples_per_s"] == pytest.approx(4 * metrics["speed/it_per_s"])
     short = TrainingSpeed(warmup_steps=100)  # a run shorter than the warm-up: from the second step on
-    run = trainer(tmp_path, callbacks=[short], max_steps=3, limit_val_batches=0)
+    run = tiny_trainer(tmp_path, callbacks=[short], max_steps=3, limit_val_batches=0)
     run.fit(SRLitModule(tiny_net()), datamodule=datamodule(data, 10))
     assert float(run.callback_metrics["speed/from_step"]) == 1
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import Dataset
 
@@ -19,42 +18,13 @@ from esrt_lit.lit_module import CharbonnierLoss, SRLitModule, describe_net
 from esrt_lit.models import ESRT, Bicubic
 from esrt_lit.models.loading import load_network
 from esrt_lit.utils.checkpoint import AtomicCheckpointIO, atomic_torch_save, resolve_ckpt_path
-from esrt_lit.utils.resumable import ResumableDataLoader, ResumableSRDataModule
-from train_helpers import make_tiny_images
-
-
-def tiny_net(scale: int = 2) -> ESRT:
-    torch.manual_seed(0)
-    return ESRT(scale=scale, n_feats=8, n_hpb=1, et_heads=4, low_repeats=1)
+from esrt_lit.utils.resumable import ResumableDataLoader
+from train_helpers import NaNAfter, make_tiny_images, tiny_datamodule, tiny_net, tiny_trainer
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_tiny_images(tmp_path_factory.mktemp("tiny"))
-
-
-def datamodule(data: dict[str, Path], **kwargs) -> ResumableSRDataModule:
-    options = dict(scale=2, patch_size=12, batch_size=4, iters_per_epoch=3, num_workers=0, seed=1)
-    options.update(kwargs)
-    return ResumableSRDataModule(
-        train=[{"kind": "folder", "path": str(data["train"])}],
-        val=[{"kind": "folder", "name": "tiny", "path": str(data["val"])}],
-        **options,
-    )
-
-
-def trainer(tmp_path: Path, **kwargs) -> Trainer:
-    options = dict(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        plugins=[AtomicCheckpointIO()],
-    )
-    options.update(kwargs)
-    return Trainer(**options)
 
 
 def test_charbonnier_loss() -> None:
@@ -96,7 +66,7 @@ def test_validation_scores_follow_the_protocol(tiny_data: dict[str, Path], tmp_p
     """Lightning's val/<set>/psnr|ssim equal the offline evaluator's on the same images (grey included)."""
     net = tiny_net()
     module = SRLitModule(net)
-    trainer(tmp_path).validate(module, datamodule=datamodule(tiny_data))
+    tiny_trainer(tmp_path).validate(module, datamodule=tiny_datamodule(tiny_data))
     reference = evaluate_folder(tiny_data["val"], 2, model=net)
     assert module.scores["val/tiny/psnr"] == pytest.approx(reference["psnr"], abs=1e-9)
     assert module.scores["val/tiny/ssim"] == pytest.approx(reference["ssim"], abs=1e-9)
@@ -115,7 +85,9 @@ def test_panel_is_bicubic_network_truth(tiny_data: dict[str, Path]) -> None:
 def test_ema_weights_are_validated_and_exported(tiny_data: dict[str, Path], tmp_path: Path) -> None:
     module = SRLitModule(tiny_net(), ema_decay=0.5)
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0)
-    trainer(tmp_path, callbacks=[ckpt], limit_val_batches=0).fit(module, datamodule=datamodule(tiny_data))
+    tiny_trainer(tmp_path, callbacks=[ckpt], limit_val_batches=0).fit(
+        module, datamodule=tiny_datamodule(tiny_data)
+    )
     assert module.eval_net is module.net_ema.module
     path = tmp_path / "last.ckpt"
     torch.load(path, weights_only=True)  # no pickled object in the checkpoint
@@ -135,27 +107,14 @@ def test_load_network_errors(tmp_path: Path) -> None:
         load_network(tmp_path / "other.ckpt")
 
 
-class NaNAfter(torch.nn.Module):
-    """L1 loss that turns NaN from its ``n``-th call on."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.n, self.calls = n, 0
-
-    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        loss = (sr - hr).abs().mean()
-        return loss * float("nan") if self.calls >= self.n else loss
-
-
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     tiny_data: dict[str, Path], tmp_path: Path
 ) -> None:
     module = SRLitModule(tiny_net(), loss=NaNAfter(3))
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0, every_n_train_steps=1)
-    run = trainer(tmp_path, callbacks=[NonFiniteLossGuard(), ckpt], max_epochs=3, limit_val_batches=0)
+    run = tiny_trainer(tmp_path, callbacks=[NonFiniteLossGuard(), ckpt], max_epochs=3, limit_val_batches=0)
     with pytest.raises(NonFiniteLossError, match=r"train/loss is nan .*global step 2.*last\.ckpt"):
-        run.fit(module, datamodule=datamodule(tiny_data))
+        run.fit(module, datamodule=tiny_datamodule(tiny_data))
     saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 2
     assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
@@ -228,9 +187,9 @@ def test_resumable_loader_continues_exactly() -> None:
 
 
 def test_best_psnr_survives_a_resume(tiny_data: dict[str, Path], tmp_path: Path) -> None:
-    dm = datamodule(tiny_data)
+    dm = tiny_datamodule(tiny_data)
     first = SRLitModule(tiny_net())
-    trainer(tmp_path).validate(first, datamodule=dm)
+    tiny_trainer(tmp_path).validate(first, datamodule=dm)
     checkpoint: dict = {}
     first.on_save_checkpoint(checkpoint)
     best = checkpoint["val_scores"]["val/tiny/psnr_best"]
@@ -238,7 +197,7 @@ def test_best_psnr_survives_a_resume(tiny_data: dict[str, Path], tmp_path: Path)
     torch.manual_seed(1)
     worse = SRLitModule(ESRT(scale=2, n_feats=8, n_hpb=1, et_heads=4, low_repeats=1))
     worse.on_load_checkpoint({"val_scores": {"val/tiny/psnr_best": best + 10}})
-    trainer(tmp_path).validate(worse, datamodule=dm)
+    tiny_trainer(tmp_path).validate(worse, datamodule=dm)
     assert worse.scores["val/tiny/psnr_best"] == best + 10
 
 
@@ -255,8 +214,8 @@ def test_validation_crops_go_to_tensorboard(tiny_data: dict[str, Path], tmp_path
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logger = TensorBoardLogger(tmp_path, name="tb", version="")
-    trainer(tmp_path, logger=logger).validate(
-        SRLitModule(tiny_net(), log_images=2), datamodule=datamodule(tiny_data)
+    tiny_trainer(tmp_path, logger=logger).validate(
+        SRLitModule(tiny_net(), log_images=2), datamodule=tiny_datamodule(tiny_data)
     )
     events = EventAccumulator(str(tmp_path / "tb")).Reload()
     assert sorted(events.Tags()["images"]) == ["val/tiny/img0", "val/tiny/img1"]

@@ -115,6 +115,14 @@ def _check_scale(net: nn.Module, scale: int | None, source: str) -> nn.Module:
     return net
 
 
+def _load_strict(net: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
+    """``net.load_state_dict(state, strict=True)``; a mismatch is a :class:`CheckpointError` saying ``what``."""
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{what}: {str(err).splitlines()[0]}") from None
+
+
 def _from_training(
     content: Mapping[str, Any], config: dict[str, Any], source: str, prefer_ema: bool
 ) -> nn.Module:
@@ -129,12 +137,7 @@ def _from_training(
     weights = {
         k[len(prefix) :].replace("_orig_mod.", ""): v for k, v in state.items() if k.startswith(prefix)
     }
-    try:
-        net.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"{source}: its '{prefix}' weights do not fit {config['_target_']}: {err}"
-        ) from None
+    _load_strict(net, weights, f"{source}: its '{prefix}' weights do not fit {config['_target_']}")
     log.info(
         "loaded %s (%s weights) from %s",
         type(net).__name__,
@@ -157,12 +160,7 @@ def _from_port_state(state: Mapping[str, torch.Tensor], source: str, knobs: Mapp
             f"no tensor shows, and the released ones do not fit it ({err}); save it from esrt_lit.train (a .ckpt "
             "holds every knob)"
         ) from None
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"{source}: the tensors do not fit ESRT({inferred}): {str(err).splitlines()[0]}"
-        ) from None
+    _load_strict(net, state, f"{source}: the tensors do not fit ESRT({inferred})")
     return net
 
 
