@@ -24,8 +24,8 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
-from esrt_lit.lit_module import describe_net
 from esrt_lit.models import ESRT
+from esrt_lit.training.module import describe_net
 from train_helpers import TINY_MODEL, make_tiny_images, run_cli, tiny_net, tiny_overrides
 
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ from lightning.pytorch import Callback, LightningDataModule, Trainer
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, open_dict
 
-from esrt_lit.lit_module import SRLitModule
 from esrt_lit.train import CONF_DIR
+from esrt_lit.training.module import SRLitModule
 from esrt_lit.utils import instantiate_callbacks, instantiate_loggers
 from esrt_lit.utils.resolvers import register_resolvers, wandb_key_configured, wandb_mode
 

@@ -65,7 +65,7 @@ def _fit(tmp_path, compile, steps, callbacks=(), ckpt_path=None, **trainer_kwarg
 
     from lightning.pytorch import Callback
 
-    from esrt_lit.lit_module import SRLitModule
+    from esrt_lit.training.module import SRLitModule
     from train_helpers import make_tiny_images, tiny_datamodule, tiny_net, tiny_trainer
 
     class Losses(Callback):
@@ -108,7 +108,7 @@ def test_no_device_sync_between_logging_steps(tmp_path) -> None:
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger
 
-    from esrt_lit.callbacks import LearningRateMonitor, NonFiniteLossGuard, TrainingSpeed
+    from esrt_lit.training.callbacks import LearningRateMonitor, NonFiniteLossGuard, TrainingSpeed
 
     class NoSync(Callback):
         def on_train_batch_start(self, trainer, *args) -> None:

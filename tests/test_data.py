@@ -389,7 +389,7 @@ def test_npy_cache_reused_by_a_second_instance(tmp_path: Path, monkeypatch: pyte
 
 def test_npy_dataset_pickles_without_array_copies(tmp_path: Path) -> None:
     path = _write(tmp_path / "a.png", _smooth(32, 32))
-    ds = SRTrainDataset([ImageRecord("a", path)], PairStore(2, "npy", tmp_path / "c"), patch_size=4, seed=0)
+    ds = SRTrainDataset([ImageRecord("a", path)], PairStore(2, "npy", tmp_path / "c"), patch_size=4)
     ds.warm()
     assert ds.store._pairs, "the main process keeps its memory maps"
     clone = pickle.loads(pickle.dumps(ds))  # what a spawned DataLoader worker receives
@@ -479,8 +479,8 @@ def test_skimage_default_loads_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not set(SKIMAGE_TRAIN) & set(SKIMAGE_VAL)
     dm = SRDataModule(scale=4, num_workers=0, batch_size=4)
     assert dm.val_names == ["skimage"]
-    train = dm.train_dataloader().dataset
-    assert all(read_image(r.hr).shape[2] == 3 for r in train.records), "training photos are colour"
+    dm.setup("fit")
+    assert all(read_image(r.hr).shape[2] == 3 for r in dm.train_set.records), "training photos are colour"
     batch = next(iter(dm.train_dataloader()))
     assert batch["lr"].shape == (4, 3, 48, 48) and batch["hr"].shape == (4, 3, 192, 192)
     (val,) = dm.val_dataloader()

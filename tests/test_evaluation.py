@@ -21,10 +21,10 @@ from esrt_lit.evaluation import (
     load_model,
     run_benchmarks,
 )
-from esrt_lit.lit_module import describe_net
 from esrt_lit.models import ESRT
 from esrt_lit.models.bicubic import Bicubic
 from esrt_lit.reference import PAPER_BICUBIC
+from esrt_lit.training.module import describe_net
 
 # Bicubic rows of the published tables (ESRT.md, "Published numbers"): PSNR / SSIM.
 PUBLISHED = {f"x{s}": row for s, row in PAPER_BICUBIC.items()}

@@ -19,9 +19,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
 from torch._dynamo.utils import counters
 
-from esrt_lit.callbacks import LearningRateMonitor, NonFiniteLossError, NonFiniteLossGuard, TrainingSpeed
 from esrt_lit.data.datamodule import SRDataModule
-from esrt_lit.lit_module import SRLitModule, compile_mode
+from esrt_lit.training.callbacks import (
+    LearningRateMonitor,
+    NonFiniteLossError,
+    NonFiniteLossGuard,
+    TrainingSpeed,
+)
+from esrt_lit.training.module import SRLitModule, compile_mode
 from train_helpers import NaNAfter, make_tiny_images, tiny_datamodule, tiny_net, tiny_trainer
 
 

@@ -14,10 +14,10 @@ import torch
 from lightning.pytorch import Trainer
 from PIL import Image
 
+from esrt_lit.data import SRDataModule
 from esrt_lit.models import ESRT
 from esrt_lit.paths import PROJECT_ROOT
 from esrt_lit.utils.checkpoint import AtomicCheckpointIO
-from esrt_lit.utils.resumable import ResumableSRDataModule
 
 #: A network that trains in milliseconds per step (x2, 8 features, one HPB, one ARFB pass).
 TINY_MODEL = ["model=esrt_tiny", "model.n_feats=8", "model.et_heads=4", "model.low_repeats=1"]
@@ -42,13 +42,13 @@ class NaNAfter(torch.nn.Module):
         return loss * float("nan") if self.calls >= self.n else loss
 
 
-def tiny_datamodule(data: dict[str, Path], val: str = "val", **kwargs: Any) -> ResumableSRDataModule:
+def tiny_datamodule(data: dict[str, Path], val: str = "val", **kwargs: Any) -> SRDataModule:
     """The training data module on :func:`make_tiny_images` data (x2, 12-pixel patches, batches of 4)."""
     options: dict[str, Any] = dict(
         scale=2, patch_size=12, batch_size=4, iters_per_epoch=3, num_workers=0, seed=1
     )
     options.update(kwargs)
-    return ResumableSRDataModule(
+    return SRDataModule(
         train=[{"kind": "folder", "path": str(data["train"])}],
         val=[{"kind": "folder", "name": "tiny" if val == "val" else val, "path": str(data[val])}],
         **options,

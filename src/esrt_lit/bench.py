@@ -171,7 +171,7 @@ def train_worker(
     compile: str | None = None,
     fused: bool | None = None,
 ) -> dict[str, Any]:
-    """Seconds per training step of :class:`~esrt_lit.lit_module.SRLitModule`'s objective (L1 loss, Adam)
+    """Seconds per training step of :class:`~esrt_lit.training.module.SRLitModule`'s objective (L1 loss, Adam)
     on random ``batch`` × ``patch``² LR patches, the first step's loss and seconds (compilation included),
     and peak memory.
 
@@ -182,7 +182,7 @@ def train_worker(
     ``amp="bf16"`` bf16 autocast (Lightning's ``precision="bf16-mixed"``).
     """
     from esrt_lit.inference import amp_context
-    from esrt_lit.lit_module import SRLitModule
+    from esrt_lit.training.module import SRLitModule
 
     net = _build(scale, attention, channels_last, train=True, device=device)
     module = SRLitModule(net)

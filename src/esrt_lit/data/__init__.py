@@ -23,6 +23,7 @@ _LAZY = {
     "BenchmarksSource": "esrt_lit.data.sources",
     "SkimageSource": "esrt_lit.data.sources",
     "build_sources": "esrt_lit.data.sources",
+    "ResumableDataLoader": "esrt_lit.data.sampling",
     "PairedD4": "esrt_lit.data.transforms",
     "paired_random_crop": "esrt_lit.data.transforms",
 }

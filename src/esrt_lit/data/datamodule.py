@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from collections.abc import Iterator
 from typing import Any
 
-import torch
 import torch.distributed as dist
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from esrt_lit.data.datasets import CacheMode, PairStore, SREvalDataset, SRTrainDataset
+from esrt_lit.data.sampling import ResumableDataLoader
 from esrt_lit.data.sources import SkimageSource, Source, build_sources
 
 __all__ = ["EvalDistributedSampler", "SRDataModule"]
@@ -87,8 +88,11 @@ class SRDataModule(LightningDataModule):
         cache_dir: folder of the ``npy`` cache (default ``$ESRT_CACHE`` or ``~/.cache/esrt_lit``).
         pin_memory: pin batches for asynchronous host-to-GPU copies, or ``auto`` (on a CUDA device).
         persistent_workers: keep worker processes between epochs (only when there are workers).
-        seed: seeds the training shuffle and the workers' base seed, and the crop draws when
-            ``num_workers=0``; None leaves them to the global RNGs (``seed_everything``).
+        seed: seeds the training order and every sample's crop and D4 draws (see
+            :mod:`esrt_lit.data.sampling`: each a function of the seed, the epoch and the position, so
+            that a resumed run sees the data an uninterrupted one would, with or without workers); None
+            takes Lightning's global seed (``$PL_GLOBAL_SEED``, set by ``seed_everything``), else a random one.
+            It is stored in checkpoints, so a resumed run keeps it.
     """
 
     def __init__(
@@ -139,7 +143,10 @@ class SRDataModule(LightningDataModule):
         self.val_num_workers = val_num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
-        self.seed = seed
+        if seed is None:
+            env = os.environ.get("PL_GLOBAL_SEED")
+            seed = int(env) if env is not None else random.randrange(2**31)
+        self.seed = int(seed)
         self.store = PairStore(self.scale, cache, cache_dir)
         self._val_sources: list[Source] | None = None
         self._test_sources: list[Source] | None = None
@@ -231,7 +238,6 @@ class SRDataModule(LightningDataModule):
             augment=self.augment,
             repeat=self.repeat,
             length=length,
-            seed=self.seed,
             name="+".join(s.label for s in sources),
         )
         ds.warm(threads=max(1, self.loader_workers))
@@ -251,20 +257,19 @@ class SRDataModule(LightningDataModule):
 
     # -- loaders -------------------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
+        """Shuffled batches of random patches that resume exactly (:class:`~esrt_lit.data.sampling.ResumableDataLoader`)."""
         if self.train_set is None:
             self.setup("fit")
-        ds = self.train_set
-        assert ds is not None
-        generator = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
-        return DataLoader(
-            ds,
+        assert self.train_set is not None
+        return ResumableDataLoader(
+            self.train_set,
             batch_size=self.batch_size,
             shuffle=True,
-            drop_last=True,  # static batch shapes (a compiled step never recompiles)
+            seed=self.seed,
+            drop_last=True,  # static batch shapes (a compiled step never recompiles); every process has one
             num_workers=self.loader_workers,
             pin_memory=self.loader_pin_memory,
             persistent_workers=self.persistent_workers and self.loader_workers > 0,
-            generator=generator,
         )
 
     def _eval_loader(self, ds: SREvalDataset) -> DataLoader:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from esrt_lit.data.imresize import imresize
 from esrt_lit.data.io import modcrop, read_image
@@ -198,9 +198,10 @@ class SRTrainDataset(_PairDataset):
         augment: apply a random element of D4 (flips, 90° rotations, transposes) to both patches.
         repeat: passes over the image list per epoch.
         length: number of items per epoch instead of ``repeat``.
-        seed: seed of the crop/augmentation draws in the main process (``num_workers=0``); DataLoader
-            workers draw from their own torch RNG, which the DataLoader seeds per worker.
         name: the dataset's name (for messages).
+
+    The crop and D4 draws of an item come from the global torch RNG, which the training loader seeds
+    per sample (:mod:`esrt_lit.data.sampling`).
 
     Returns (per item):
         ``{"lr": float32 (3, p, p), "hr": float32 (3, p*s, p*s)}`` in [0, 1]; grey images are repeated
@@ -215,7 +216,6 @@ class SRTrainDataset(_PairDataset):
         augment: bool = True,
         repeat: int = 1,
         length: int | None = None,
-        seed: int | None = None,
         name: str = "train",
     ) -> None:
         super().__init__(records, store, name)
@@ -229,7 +229,6 @@ class SRTrainDataset(_PairDataset):
         self.augment = augment
         self.repeat = repeat
         self.length = length
-        self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
         self._d4 = PairedD4()
 
     def __len__(self) -> int:
@@ -241,16 +240,12 @@ class SRTrainDataset(_PairDataset):
         check_patch_fits(lr, self.patch_size, self.scale, record.hr)
         return lr, hr
 
-    def _draw_seed(self) -> int:
-        generator = self._generator if get_worker_info() is None else None
-        return int(torch.randint(0, 2**62, (1,), generator=generator))
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         record = self.records[index % len(self.records)]
         lr, hr = self._load(record)
-        seed = self._draw_seed()
+        seed = int(torch.randint(0, 2**62, (1,)))
         lr_patch, hr_patch, _ = paired_random_crop(
             lr, hr, self.patch_size, self.scale, np.random.default_rng(seed)
         )

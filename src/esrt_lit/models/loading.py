@@ -42,7 +42,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Where :class:`~esrt_lit.lit_module.SRLitModule` keeps the trained and the EMA weights in its state dict.
+#: Where :class:`~esrt_lit.training.module.SRLitModule` keeps the trained and the EMA weights in its state dict.
 NET_PREFIX = "net."
 EMA_PREFIX = "net_ema.module."
 #: Suffixes of checkpoint files (the content decides the kind; the suffix tells a path from a typo).

@@ -1,4 +1,4 @@
-"""Plumbing of the Hydra entry points: resolvers, instantiators, logging, checkpoints, resumable data."""
+"""Plumbing of the Hydra entry points: errors, run folders, resolvers, instantiators, logging, checkpoint files, tables."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from esrt_lit._lazy import lazy_getattr
 _LAZY = {
     "AtomicCheckpointIO": "esrt_lit.utils.checkpoint",
     "ConfigError": "esrt_lit.utils.task",
-    "ResumableDataLoader": "esrt_lit.utils.resumable",
-    "ResumableSRDataModule": "esrt_lit.utils.resumable",
     "extras": "esrt_lit.utils.task",
     "get_metric_value": "esrt_lit.utils.task",
     "instantiate_callbacks": "esrt_lit.utils.instantiators",

@@ -59,7 +59,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message is meant for the user as it is (they name the culprit)."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from esrt_lit.callbacks import NonFiniteLossError
+    from esrt_lit.training.callbacks import NonFiniteLossError
 
     return (
         ValueError,

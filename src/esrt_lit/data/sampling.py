@@ -12,7 +12,7 @@ global RNG. Here everything random in an epoch is a function of ``(seed, epoch, 
   it), counts the batches it has handed out and implements ``state_dict``/``load_state_dict``, which
   Lightning stores in every checkpoint and restores before the epoch's iterator is made; after a
   restore the sampler skips the batches already trained on (in the restored epoch only);
-* :class:`ResumableSRDataModule` is :class:`~esrt_lit.data.SRDataModule` with that training loader.
+* :class:`~esrt_lit.data.SRDataModule` trains from this loader.
 
 Under DDP the sampler splits each epoch's order across ranks itself (it is a ``DistributedSampler``,
 so Lightning leaves it in place).
@@ -21,8 +21,6 @@ so Lightning leaves it in place).
 from __future__ import annotations
 
 import logging
-import os
-import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,9 +29,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from esrt_lit.data.datamodule import SRDataModule
-
-__all__ = ["ResumableDataLoader", "ResumableSRDataModule", "ResumableSampler"]
+__all__ = ["ResumableDataLoader", "ResumableSampler"]
 
 log = logging.getLogger(__name__)
 
@@ -185,35 +181,3 @@ class ResumableDataLoader(DataLoader):
         self.sampler.skip = (epoch, batches * self.batch_size)  # type: ignore[operator]
         self.skip = (epoch, batches)
         log.info("training data resumes at epoch %d after %d batch(es)", epoch, batches)
-
-
-class ResumableSRDataModule(SRDataModule):
-    """:class:`~esrt_lit.data.SRDataModule` whose training loader is a :class:`ResumableDataLoader`.
-
-    Takes the same arguments. ``seed`` seeds the loader (order and crops); None uses Lightning's
-    global seed (``$PL_GLOBAL_SEED``, set by ``seed_everything``) or a random one. The seed is stored in
-    checkpoints, so a resumed run keeps it.
-    """
-
-    def __init__(self, *args: Any, seed: int | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, seed=None, **kwargs)
-        if seed is None:
-            env = os.environ.get("PL_GLOBAL_SEED")
-            seed = int(env) if env is not None else random.randrange(2**31)
-        self.loader_seed = int(seed)
-
-    def train_dataloader(self) -> DataLoader:
-        if self.train_set is None:
-            self.setup("fit")
-        ds = self.train_set
-        assert ds is not None
-        return ResumableDataLoader(
-            ds,
-            batch_size=self.batch_size,
-            shuffle=True,
-            seed=self.loader_seed,
-            drop_last=True,  # static batch shapes; every process holds at least one full batch
-            num_workers=self.loader_workers,
-            pin_memory=self.loader_pin_memory,
-            persistent_workers=self.persistent_workers and self.loader_workers > 0,
-        )

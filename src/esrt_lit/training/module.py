@@ -294,7 +294,7 @@ class SRLitModule(LightningModule):
     ) -> Callable[..., torch.optim.Optimizer]:
         """``factory`` with ``fused=True`` when training on CUDA and the optimizer's ``fused`` is left unset
         (``optimizer.fused: null``): one kernel per step instead of one per tensor group, and a skipped
-        update on a non-finite loss without reading the loss back (:class:`~esrt_lit.callbacks.NonFiniteLossGuard`)."""
+        update on a non-finite loss without reading the loss back (:class:`~esrt_lit.training.callbacks.NonFiniteLossGuard`)."""
         if self._trainer is None or self.trainer.strategy.root_device.type != "cuda":
             return factory
         if not isinstance(factory, functools.partial) or factory.keywords.get("fused") is not None:

@@ -41,7 +41,7 @@ class NonFiniteLossGuard(Callback):
     """Stop training at a NaN/inf loss; the bad step never reaches the weights.
 
     With a fused optimizer (``fused=True``, the default on CUDA, see
-    :meth:`~esrt_lit.lit_module.SRLitModule.configure_optimizers`) and no gradient scaler, the check
+    :meth:`~esrt_lit.training.module.SRLitModule.configure_optimizers`) and no gradient scaler, the check
     costs no device sync: each step hands the optimizer a device flag (``optimizer.found_inf``, which
     fused Adam/AdamW read, as for gradient scaling) that makes the update a no-op when the loss is not
     finite, and the flags are read back every ``check_every_n_steps`` steps, before every checkpoint
