@@ -188,3 +188,16 @@ def test_no_config_key_left_unresolved(tmp_path: Path) -> None:
     assert resolved["logger"]["wandb"]["mode"] == "offline"
     assert resolved["logger"]["wandb"]["save_dir"] == str(tmp_path)
     assert resolved["callbacks"]["model_checkpoint"]["monitor"] == "val/skimage/psnr"
+
+
+def test_the_released_optimizer_is_defined_once(tmp_path: Path) -> None:
+    """The module's default optimiser and ``optimizer=adam`` are the same Adam (2e-4, betas 0.9/0.999)."""
+    from esrt_lit.training.module import RELEASED_OPTIMIZER
+
+    adam = hydra.utils.instantiate(_compose("train", ["optimizer=adam"], tmp_path).optimizer)
+    assert adam.func is RELEASED_OPTIMIZER.func
+    assert {k: v for k, v in adam.keywords.items() if k in RELEASED_OPTIMIZER.keywords} == {
+        "lr": 2e-4,
+        "betas": [0.9, 0.999],
+    }
+    assert RELEASED_OPTIMIZER.keywords == {"lr": 2e-4, "betas": (0.9, 0.999)}

@@ -4,6 +4,7 @@ resumable training loader, in-process on tiny data."""
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import pytest
@@ -117,7 +118,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
         run.fit(module, datamodule=tiny_datamodule(tiny_data))
     saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 2
-    assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
+    weights = {k: v for k, v in saved["state_dict"].items() if k.startswith("net.") and v.is_floating_point()}
+    assert weights and all(torch.isfinite(v).all() for v in weights.values())
+    assert saved["state_dict"]["val_best.tiny.max_value"] == -math.inf  # no validation yet: no best
     assert all(torch.isfinite(p).all() for p in module.net.parameters())  # the bad step never happened
 
 
@@ -189,16 +192,25 @@ def test_resumable_loader_continues_exactly() -> None:
 def test_best_psnr_survives_a_resume(tiny_data: dict[str, Path], tmp_path: Path) -> None:
     dm = tiny_datamodule(tiny_data)
     first = SRLitModule(tiny_net())
-    tiny_trainer(tmp_path).validate(first, datamodule=dm)
-    checkpoint: dict = {}
-    first.on_save_checkpoint(checkpoint)
-    best = checkpoint["val_scores"]["val/tiny/psnr_best"]
+    run = tiny_trainer(tmp_path)
+    run.validate(first, datamodule=dm)
+    best = first.best_scores()["val/tiny/psnr_best"]
     assert best == first.scores["val/tiny/psnr"]
-    torch.manual_seed(1)
+    run.save_checkpoint(tmp_path / "a.ckpt")
+    saved = torch.load(tmp_path / "a.ckpt", weights_only=True)
+    assert saved["state_dict"]["val_best.tiny.max_value"] == best  # a MaxMetric state, in the checkpoint
+    saved["state_dict"]["val_best.tiny.max_value"] = torch.tensor(best + 10)
+    torch.save(saved, tmp_path / "b.ckpt")
     worse = SRLitModule(ESRT(scale=2, n_feats=8, n_hpb=1, et_heads=4, low_repeats=1))
-    worse.on_load_checkpoint({"val_scores": {"val/tiny/psnr_best": best + 10}})
-    tiny_trainer(tmp_path).validate(worse, datamodule=dm)
-    assert worse.scores["val/tiny/psnr_best"] == best + 10
+    tiny_trainer(tmp_path).validate(worse, datamodule=dm, ckpt_path=tmp_path / "b.ckpt", weights_only=True)
+    assert worse.scores["val/tiny/psnr_best"] == pytest.approx(best + 10)
+    # a checkpoint of an earlier version kept the best in `val_scores`
+    del saved["state_dict"]["val_best.tiny.max_value"]
+    saved["val_scores"] = {"val/tiny/psnr_best": best + 20}
+    torch.save(saved, tmp_path / "c.ckpt")
+    older = SRLitModule(tiny_net())
+    tiny_trainer(tmp_path).validate(older, datamodule=dm, ckpt_path=tmp_path / "c.ckpt", weights_only=True)
+    assert older.scores["val/tiny/psnr_best"] == pytest.approx(best + 20)
 
 
 def test_resumable_skip_applies_to_its_epoch_only() -> None:

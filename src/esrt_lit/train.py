@@ -282,6 +282,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         fit = {
             **module.restored_scores,  # a resumed run that had nothing left to train
+            **module.best_scores(),
             **_scalars(trainer.callback_metrics),  # the last validation, the speed (a test resets them)
             "train_seconds": round(time.perf_counter() - start, 1),
             "epochs": trainer.current_epoch,

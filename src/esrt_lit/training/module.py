@@ -26,8 +26,10 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torchmetrics import MaxMetric, Metric
 
 from esrt_lit.metrics import PSNR, SSIM
 from esrt_lit.models.bicubic import Bicubic
@@ -37,6 +39,9 @@ __all__ = ["CharbonnierLoss", "SRLitModule", "compile_mode", "describe_net"]
 log = logging.getLogger(__name__)
 
 METRICS = ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")
+#: The released recipe's optimiser (Sec. 4.1): Adam, lr 2e-4, betas (0.9, 0.999), the module's default;
+#: ``conf/optimizer/adam.yaml`` composes to the same (``tests/test_configs.py`` checks it).
+RELEASED_OPTIMIZER = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.9, 0.999))
 #: ``compile`` values: ``auto``, or a :func:`torch.compile` mode (``True`` is ``"default"``).
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -99,6 +104,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _persistent(metric: Metric) -> Metric:
+    """``metric`` in float64 with its states in the module's state dict, so in checkpoints."""
+    metric.persistent(True)
+    return metric.set_dtype(torch.float64)
+
+
 class SRLitModule(LightningModule):
     """Train, validate and test a super-resolution network.
 
@@ -106,7 +117,7 @@ class SRLitModule(LightningModule):
         net: the network, ``[B, 3, h, w]`` in [0, 1] → ``[B, 3, h·s, w·s]``; must have an integer
             ``scale`` attribute or ``config["scale"]``.
         loss: pixel loss ``(sr, hr) -> scalar`` (default L1, as released).
-        optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``; default Adam 2e-4, betas 0.9/0.999).
+        optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``; default :data:`RELEASED_OPTIMIZER`).
         scheduler: ``optimizer -> LRScheduler`` or None (a Hydra ``_partial_``).
         scheduler_interval: ``epoch`` or ``step``.
         ema_decay: keep an exponential moving average of the weights with this decay (e.g. 0.999)
@@ -165,7 +176,7 @@ class SRLitModule(LightningModule):
         self.net = net
         self.scale = scale
         self.loss_fn = loss if loss is not None else nn.L1Loss()
-        self.optimizer_factory = optimizer
+        self.optimizer_factory = optimizer if optimizer is not None else RELEASED_OPTIMIZER
         self.scheduler_factory = scheduler
         self.net_ema: AveragedModel | None = None
         if ema_decay is not None:
@@ -176,11 +187,13 @@ class SRLitModule(LightningModule):
         self.test_names: list[str] = []
         self.val_metrics = nn.ModuleDict()
         self.test_metrics = nn.ModuleDict()
+        #: per validation set, the best PSNR so far: a ``MaxMetric`` whose state is in the checkpoint
+        self.val_best = nn.ModuleDict()
         #: bicubic's scores per stage and set, ``{"val": {"Set5": {"psnr": ..., "ssim": ...}}, "test": ...}``
         self.bicubic_scores: dict[str, dict[str, dict[str, float]]] = {"val": {}, "test": {}}
         #: the latest evaluation scores in full precision, ``{"val/Set5/psnr": 32.1, ...}``
         self.scores: dict[str, float] = {}
-        #: the ``val/...`` scores stored in the checkpoint last loaded (the run before a resume)
+        #: the last validation's ``val/...`` scores stored in the checkpoint last loaded (before a resume)
         self.restored_scores: dict[str, float] = {}
         self._bicubic_crops: dict[str, torch.Tensor] = {}
         self._panels: list[tuple[str, torch.Tensor]] = []
@@ -203,6 +216,7 @@ class SRLitModule(LightningModule):
         self.test_names = self._names(dm, "test_names", "test_dataloader")
         self.val_metrics = self._metric_dict(self.val_names)
         self.test_metrics = self._metric_dict(self.test_names)
+        self.val_best = nn.ModuleDict({self._key(n): _persistent(MaxMetric()) for n in self.val_names})
         if stage == "fit":
             self._setup_compile()
 
@@ -275,8 +289,7 @@ class SRLitModule(LightningModule):
                 f"{type(self.net).__name__} has no trainable parameters (model=bicubic cannot be trained; "
                 "score it with `python -m esrt_lit.eval model=bicubic`)"
             )
-        factory = self.optimizer_factory or (lambda p: torch.optim.Adam(p, lr=2e-4, betas=(0.9, 0.999)))
-        optimizer = self._fused_on_cuda(factory)(params)
+        optimizer = self._fused_on_cuda(self.optimizer_factory)(params)
         if self.scheduler_factory is None:
             return optimizer
         return {
@@ -360,10 +373,11 @@ class SRLitModule(LightningModule):
                     self.bicubic_scores["val"][name] = bicubic
             if sanity or math.isnan(scores["psnr"]):
                 continue
-            # the best so far, carried over a resume by the checkpoint (on_save/on_load_checkpoint)
-            key = f"val/{name}/psnr_best"
-            previous = self.scores.get(key, self.restored_scores.get(key, -math.inf))
-            scores["psnr_best"] = max(previous, scores["psnr"])
+            # float64, the scores' precision: torchmetrics casts an update to the metric's dtype, which a
+            # `.to(device)` (Lightning moving the module) resets to float32
+            best = self.val_best[self._key(name)].set_dtype(torch.float64)
+            best.update(scores["psnr"])
+            scores["psnr_best"] = float(best.compute())
             for metric, value in scores.items():
                 self.scores[f"val/{name}/{metric}"] = value
                 self._log_epoch(f"val/{name}/{metric}", value)
@@ -373,11 +387,35 @@ class SRLitModule(LightningModule):
             self._log_panels()
         self._panels = []
 
+    def best_scores(self) -> dict[str, float]:
+        """``val/<set>/psnr_best`` of the sets validated so far, this run or before a resume."""
+        best = {}
+        for name in self.val_names:
+            metric = self.val_best[self._key(name)]
+            if math.isfinite(float(metric.max_value)):
+                best[f"val/{name}/psnr_best"] = float(metric.max_value)
+        return best
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["val_scores"] = {k: v for k, v in self.scores.items() if k.startswith("val/")}
+        checkpoint["val_scores"] = {
+            k: v for k, v in self.scores.items() if k.startswith("val/") and not k.endswith("/psnr_best")
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.restored_scores = dict(checkpoint.get("val_scores", {}))
+        """Keep the last validation's scores, and fit the best-PSNR states to this run's validation sets
+        (a set the checkpoint does not know starts afresh, one it knows but this run does not is dropped;
+        checkpoints of earlier versions kept the best in ``val_scores``)."""
+        scores = dict(checkpoint.get("val_scores", {}))
+        self.restored_scores = {k: v for k, v in scores.items() if not k.endswith("/psnr_best")}
+        state = checkpoint.get("state_dict", {})
+        own = {f"val_best.{self._key(n)}.max_value": n for n in self.val_names}
+        for key in [k for k in state if k.startswith("val_best.") and k not in own]:
+            del state[key]
+        for key, name in own.items():
+            if key not in state:
+                state[key] = torch.tensor(
+                    float(scores.get(f"val/{name}/psnr_best", -math.inf)), dtype=torch.float64
+                )
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         entry = self.test_metrics[self._key(self.test_names[dataloader_idx])]
@@ -417,8 +455,7 @@ class SRLitModule(LightningModule):
             return
         name = self.val_names[0]
         for logger in self.loggers:
-            kind = type(logger).__name__
-            if kind == "WandbLogger":
+            if isinstance(logger, WandbLogger):
                 logger.log_image(
                     key=f"val/{name}/samples",
                     images=[p for _, p in self._panels],
@@ -428,6 +465,6 @@ class SRLitModule(LightningModule):
                     ],
                     step=self.global_step,
                 )
-            elif kind == "TensorBoardLogger":
+            elif isinstance(logger, TensorBoardLogger):
                 for img, panel in self._panels:
                     logger.experiment.add_image(f"val/{name}/{img}", panel, self.global_step)
