@@ -325,22 +325,24 @@ def test_ddp_validation_scores_each_image_once(tmp_path: Path) -> None:
     assert [len(r) for r in per_rank] == [5, 3], "no image padded or duplicated across ranks"
 
 
-def test_hydra_instantiates_datamodule_with_source_dataclasses(tmp_path: Path) -> None:
+def test_hydra_instantiates_datamodule_with_kind_specs(tmp_path: Path) -> None:
+    """The way ``train`` builds the data module: sources spelt ``kind:`` (one spelling; ``_target_`` is refused)."""
     _write(tmp_path / "hr" / "a.png", _noise(32, 32))
     cfg = {
         "_target_": "esrt_lit.data.SRDataModule",
         "scale": 2,
-        "train": [
-            {"_target_": "esrt_lit.data.sources.FolderSource", "path": str(tmp_path / "hr"), "name": "mine"}
-        ],
+        "train": [{"kind": "folder", "path": str(tmp_path / "hr"), "name": "mine"}],
         "val": [{"kind": "benchmark", "root": str(tmp_path / "hr"), "name": "bench"}],
         "patch_size": 8,
         "num_workers": 0,
     }
-    dm = instantiate(cfg)
+    dm = instantiate(cfg, _convert_="all", _recursive_=False)
     assert isinstance(dm, SRDataModule) and dm.val_names == ["bench"] and dm.test_names == ["bench"]
     # one image, batch 16: the epoch holds one full batch (static shapes; it never rounds to nothing)
     assert next(iter(dm.train_dataloader()))["lr"].shape == (16, 3, 8, 8)
+    target = {"_target_": "esrt_lit.data.sources.FolderSource", "path": str(tmp_path / "hr")}
+    with pytest.raises(ValueError, match=r"sources are written with kind: \(benchmark, .*\), not _target_"):
+        instantiate({**cfg, "train": [target]}, _convert_="all", _recursive_=False).check()
 
 
 def test_workers_draw_different_crops(tmp_path: Path) -> None:

@@ -19,9 +19,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
 from esrt_lit.evaluation import evaluate_folder, load_model
+from esrt_lit.inference import upscale_files
 from esrt_lit.paths import PROJECT_ROOT
 from esrt_lit.train import CONF_DIR, train
-from esrt_lit.upscale import upscale_files
 from esrt_lit.utils.task import ConfigError
 from esrt_lit.wandb_offline import read_offline_run
 from train_helpers import assert_ok, cli_env, make_tiny_images, run_cli, tiny_overrides

@@ -11,8 +11,8 @@ from PIL import Image
 
 from esrt_lit.data.imresize import imresize
 from esrt_lit.data.io import read_image
+from esrt_lit.inference import AUTO_TILE, choose_tile, upscale_files, upscale_image
 from esrt_lit.models import ESRT, Bicubic
-from esrt_lit.upscale import AUTO_TILE, choose_tile, upscale_files, upscale_image
 from esrt_lit.utils.task import ConfigError
 
 

@@ -57,6 +57,7 @@ import torch
 
 from esrt_lit.models.streaming import DEFAULT_ROWS
 from esrt_lit.profiling import PeakMemory, count_macs, run_isolated
+from esrt_lit.utils.tables import markdown_table
 
 __all__ = ["STANDARD_SIZES", "Row", "main", "run_bench"]
 
@@ -734,33 +735,28 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def format_table(rows: Sequence[Row]) -> str:
     """The rows as one Markdown table."""
-    head = (
-        "| measurement | path | x | LR h×w | exact GMAC | paper GMAC | time s | peak MB | GFLOP/s "
-        "| explicit/default time | explicit/default peak | note |"
-    )
-    lines = [head, "|" + "---|" * 12]
-    for r in rows:
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    r.what,
-                    r.path,
-                    _fmt(r.scale, "d"),
-                    f"{r.lr_hw[0]}×{r.lr_hw[1]}" if r.lr_hw else "",
-                    _fmt(r.macs and r.macs / 1e9, ".1f"),
-                    _fmt(r.macs_paper and r.macs_paper / 1e9, ".1f"),
-                    _fmt(r.seconds, ".3f"),
-                    _fmt(r.peak_bytes and r.peak_bytes / 2**20, ".0f"),
-                    _fmt(r.gflops, ".0f"),
-                    _fmt(r.ratio_time, ".1f"),
-                    _fmt(r.ratio_peak, ".1f"),
-                    r.note.replace("|", "\\|"),
-                ]
-            )
-            + " |"
-        )
-    return "\n".join(lines)
+    header = [
+        "measurement", "path", "x", "LR h×w", "exact GMAC", "paper GMAC", "time s", "peak MB", "GFLOP/s",
+        "explicit/default time", "explicit/default peak", "note",
+    ]  # fmt: skip
+    cells = [
+        [
+            r.what,
+            r.path,
+            _fmt(r.scale, "d"),
+            f"{r.lr_hw[0]}×{r.lr_hw[1]}" if r.lr_hw else "",
+            _fmt(r.macs and r.macs / 1e9, ".1f"),
+            _fmt(r.macs_paper and r.macs_paper / 1e9, ".1f"),
+            _fmt(r.seconds, ".3f"),
+            _fmt(r.peak_bytes and r.peak_bytes / 2**20, ".0f"),
+            _fmt(r.gflops, ".0f"),
+            _fmt(r.ratio_time, ".1f"),
+            _fmt(r.ratio_peak, ".1f"),
+            r.note,
+        ]
+        for r in rows
+    ]
+    return markdown_table(header, cells)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

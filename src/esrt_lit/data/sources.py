@@ -1,8 +1,8 @@
 """Where images come from: folder layouts as small dataclasses that a Hydra YAML list can build.
 
 A source turns into a list of :class:`ImageRecord` (an HR file and, when the layout stores one, its
-LR file) for a given scale. Sources are written in configs either as ``_target_`` dataclasses or as
-plain mappings with a ``kind`` key (see :data:`KINDS`), e.g.::
+LR file) for a given scale. Configs write sources as mappings with a ``kind`` key (see :data:`KINDS`);
+Python code may pass the source objects themselves, e.g.::
 
     train:
       - {kind: div2k, root: /data/DIV2K, split: train}
@@ -379,6 +379,10 @@ KINDS: dict[str, type] = {
 
 def _from_mapping(spec: Mapping[str, Any]) -> Any:
     spec = dict(spec)
+    if "_target_" in spec:
+        raise ValueError(
+            f"source spec {spec}: sources are written with kind: ({', '.join(sorted(KINDS))}), not _target_"
+        )
     kind = spec.pop("kind", None)
     if kind not in KINDS:
         raise ValueError(f"source spec {spec}: kind={kind!r}; expected one of {', '.join(sorted(KINDS))}")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["markdown_table"]
+__all__ = ["markdown_table", "scores_table"]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -15,3 +15,25 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
     return "\n".join([line(header), "|" + "---|" * len(header), *(line(r) for r in rows)])
+
+
+def scores_table(metrics: Mapping[str, Any], stage: str = "test", model_name: str = "model") -> str:
+    """``bicubic`` / ``model`` × benchmark with ``PSNR/SSIM`` cells, from a run's metrics.
+
+    Reads ``{stage}/<set>/psnr|ssim`` and ``bicubic/<set>/psnr|ssim``; sets in the paper's column order.
+    """
+    from esrt_lit.data.sources import paper_order
+
+    names = sorted(
+        (k.split("/")[1] for k in metrics if k.startswith(f"{stage}/") and k.endswith("/psnr")),
+        key=paper_order,
+    )
+    if not names:
+        return "(no scores)"
+
+    def cell(prefix: str, name: str) -> str:
+        p, s = metrics.get(f"{prefix}/{name}/psnr"), metrics.get(f"{prefix}/{name}/ssim")
+        return f"{p:.2f}/{s:.4f}" if p is not None and s is not None else "-"
+
+    rows = [["bicubic", *(cell("bicubic", n) for n in names)], [model_name, *(cell(stage, n) for n in names)]]
+    return markdown_table(["model", *names], rows)

@@ -1,0 +1,69 @@
+"""What a training run records: ``metrics.json`` (and the W&B summary), assembled in one place."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import WandbLogger
+
+from esrt_lit.utils.logging_utils import hydra_overrides
+
+__all__ = ["best_checkpoint", "publish", "run_metrics", "scalars"]
+
+log = logging.getLogger(__name__)
+
+
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    """The best checkpoint a monitoring ``ModelCheckpoint`` wrote, if any."""
+    for cb in trainer.checkpoint_callbacks:
+        if (
+            isinstance(cb, ModelCheckpoint)
+            and cb.monitor
+            and cb.best_model_path
+            and Path(cb.best_model_path).is_file()
+        ):
+            return cb.best_model_path
+    return None
+
+
+def scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    """Logged values as floats."""
+    return {k: float(v.item() if hasattr(v, "item") else v) for k, v in metrics.items()}
+
+
+def run_metrics(
+    scale: int, output_dir: Path, module: Any, trainer: L.Trainer, stats: dict[str, Any], fit: dict[str, Any]
+) -> dict[str, Any]:
+    """The content of ``metrics.json``: the network's ``stats``, what ``fit`` gathered, the last logged values
+    (the test's), the module's scores, bicubic's, the checkpoints and the command line's overrides."""
+    metrics: dict[str, Any] = {"scale": scale, **stats, **fit}
+    metrics.update(scalars(trainer.callback_metrics))
+    metrics.update(module.scores)
+    for stage in ("val", "test"):  # the test images' bicubic scores win: they cover whole sets
+        for name, scores in module.bicubic_scores[stage].items():
+            metrics.update({f"bicubic/{name}/{k}": v for k, v in scores.items()})
+    metrics = {k: v for k, v in metrics.items() if not k.endswith("/psnr_bicubic")}
+    last = output_dir / "checkpoints" / "last.ckpt"
+    metrics["best_ckpt"] = best_checkpoint(trainer)
+    metrics["last_ckpt"] = str(last) if last.is_file() else None
+    metrics["overrides"] = hydra_overrides()
+    return metrics
+
+
+def publish(metrics: dict[str, Any], output_dir: Path, trainer: L.Trainer) -> None:
+    """Write ``metrics.json`` atomically and put the same figures in the W&B run's summary (first process only)."""
+    if not trainer.is_global_zero:
+        return
+    path = output_dir / "metrics.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.summary.update(metrics)
+    log.info("metrics: %s", path)
