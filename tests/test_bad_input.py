@@ -10,23 +10,18 @@ files are hashed before each case and checked after it.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import io
 import struct
-import sys
 import zlib
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
 from esrt_lit.models import ESRT
 from esrt_lit.training.module import describe_net
-from train_helpers import TINY_MODEL, make_tiny_images, run_cli, tiny_net, tiny_overrides
+from train_helpers import TINY_MODEL, make_tiny_images, run_cli, run_command, tiny_net, tiny_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -148,29 +143,6 @@ def _snapshot(root: Path) -> dict[str, str]:
         for p in root.rglob("*")
         if p.is_file()
     }
-
-
-def run_command(module: str, args: list[str]) -> tuple[int, str]:
-    """``python -m module args`` in this process: ``(exit status, stdout + stderr)``."""
-    GlobalHydra.instance().clear()
-    entry = importlib.import_module(module).main
-    out = io.StringIO()
-    saved = sys.argv
-    sys.argv = [module, *args]
-    code: int | str | None
-    try:
-        with redirect_stdout(out), redirect_stderr(out):
-            try:
-                code = entry()
-            except SystemExit as exit_:
-                code = exit_.code
-    finally:
-        sys.argv = saved
-        GlobalHydra.instance().clear()
-    if isinstance(code, str):  # SystemExit("message"): Python prints it and exits with 1
-        out.write(code + "\n")
-        code = 1
-    return int(code or 0), out.getvalue()
 
 
 def _last_line(output: str) -> str:

@@ -3,14 +3,18 @@ running the real CLIs (``python -m esrt_lit.train`` ...) as subprocesses without
 
 from __future__ import annotations
 
+import importlib
+import io
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from hydra.core.global_hydra import GlobalHydra
 from lightning.pytorch import Trainer
 from PIL import Image
 
@@ -135,3 +139,26 @@ def assert_ok(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, (
         f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     )
+
+
+def run_command(module: str, args: list[str]) -> tuple[int, str]:
+    """``python -m module args`` in this process: ``(exit status, stdout + stderr)``."""
+    GlobalHydra.instance().clear()
+    entry = importlib.import_module(module).main
+    out = io.StringIO()
+    saved = sys.argv
+    sys.argv = [module, *args]
+    code: int | str | None
+    try:
+        with redirect_stdout(out), redirect_stderr(out):
+            try:
+                code = entry()
+            except SystemExit as exit_:
+                code = exit_.code
+    finally:
+        sys.argv = saved
+        GlobalHydra.instance().clear()
+    if isinstance(code, str):  # SystemExit("message"): Python prints it and exits with 1
+        out.write(code + "\n")
+        code = 1
+    return int(code or 0), out.getvalue()

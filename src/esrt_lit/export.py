@@ -5,6 +5,7 @@ Usage (Hydra-style ``key=value`` overrides of ``conf/export.yaml``)::
     python -m esrt_lit.export ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt
     python -m esrt_lit.export ckpt_path=ESRT_x4.pth output=esrt_x4.onnx opset=18
     python -m esrt_lit.export ckpt_path=null scale=4            # random weights (smoke test)
+    python -m esrt_lit.export ckpt_path=<run>/checkpoints/best.ckpt format=pretrained output=esrt_x4.pt
 
 The graph is traced once (TorchScript exporter), so every size-dependent step must be a tensor
 operation: under export the EMHA's chunked attention uses
@@ -18,6 +19,7 @@ tiles (see :mod:`esrt_lit.inference`).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -30,14 +32,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from esrt_lit.paths import PROJECT_ROOT
+from esrt_lit.paths import CONF_DIR
 
 __all__ = ["export_onnx", "load_net", "main", "verify_onnx"]
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = PROJECT_ROOT / "conf"
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "pretrained")
 
 
 def load_net(ckpt_path: str | Path | None, scale: int | None = None) -> nn.Module:
@@ -117,6 +118,89 @@ def export_onnx(
     return output
 
 
+def _run_record(ckpt_path: Path, commit: str | None) -> dict[str, Any]:
+    """How the run behind ``ckpt_path`` (``<run>/checkpoints/<name>.ckpt``) was made, from its folder: the
+    command, the resolved configuration (as its W&B run logged it), the commit, its metrics and its W&B
+    run's summary."""
+    from omegaconf import OmegaConf
+
+    from esrt_lit.wandb_offline import read_offline_run
+
+    run_dir = ckpt_path.resolve().parent.parent
+    record: dict[str, Any] = {"checkpoint": f"{run_dir.name}/checkpoints/{ckpt_path.name}"}
+    overrides = run_dir / ".hydra" / "overrides.yaml"
+    if overrides.is_file():
+        given = [str(o) for o in OmegaConf.load(overrides) if not str(o).startswith("hydra.")]
+        record["command"] = " ".join(["python -m esrt_lit.train", *given])
+    metrics = run_dir / "metrics.json"
+    run_metrics = json.loads(metrics.read_text()) if metrics.is_file() else {}
+    record["commit"] = commit or run_metrics.get("git_commit")
+    keep = ("global_step", "epochs", "train_seconds", "params", "macs", "latency_128_ms")
+    record["run"] = {
+        k: v for k, v in run_metrics.items() if k in keep or k.startswith(("val/", "test/", "speed/"))
+    }
+    offline = sorted((run_dir / "wandb").glob("offline-run-*"))
+    wandb = read_offline_run(offline[-1]) if offline else None
+    if wandb is not None:  # the resolved configuration, as the run logged it
+        record["run_config"] = {k: v for k, v in wandb.config.items() if not str(k).startswith("_")}
+        record["wandb_summary"] = {k: v for k, v in wandb.summary.items() if not str(k).startswith("_")}
+    elif (config := run_dir / ".hydra" / "config.yaml").is_file():
+        record["run_config"] = OmegaConf.to_container(OmegaConf.load(config), resolve=False)
+    return record
+
+
+def export_pretrained(
+    net: nn.Module,
+    ckpt_path: str | Path,
+    output: str | Path,
+    overwrite: bool = False,
+    commit: str | None = None,
+    benchmark_root: str | Path | None = None,
+) -> dict[str, Any]:
+    """Write ``net`` as weights to ship: an fp16 state dict (``output``) and its provenance beside it
+    (``output`` with ``.json``: the run's record, the file's SHA-256, and the Set5/Set14 scores of the
+    weights as shipped, fp16-rounded, against bicubic's). Returns the provenance.
+
+    Raises:
+        FileExistsError: an output exists and ``overwrite`` is False.
+    """
+    import hashlib
+
+    from esrt_lit.evaluation import run_benchmarks
+    from esrt_lit.utils.checkpoint import atomic_torch_save
+
+    output = Path(output)
+    record_path = output.with_suffix(".json")
+    existing = [str(p) for p in (output, record_path) if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing)} exist(s); pass overwrite=true to replace")
+    state = {k: v.detach().to(torch.float16).cpu() for k, v in net.state_dict().items()}
+    atomic_torch_save(state, output)
+    shipped = type(net)(**net.config)
+    shipped.load_state_dict({k: v.float() for k, v in state.items()})
+    scale, names = int(net.config["scale"]), ["Set5", "Set14"]
+    scores = run_benchmarks({scale: shipped.eval()}, [scale], benchmark_root, names)["results"][f"x{scale}"]
+    bicubic = run_benchmarks("bicubic", [scale], benchmark_root, names)["results"][f"x{scale}"]
+    record = {
+        "name": f"x{scale}",
+        "file": output.name,
+        "sha256": hashlib.sha256(output.read_bytes()).hexdigest(),
+        "config": dict(net.config),
+        "scores": {n: {k: scores[n][k] for k in ("psnr", "ssim")} for n in names},
+        "bicubic": {n: {k: bicubic[n][k] for k in ("psnr", "ssim")} for n in names},
+        **_run_record(Path(ckpt_path), commit),
+    }
+    record_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    log.info(
+        "wrote %s (%.2f MB, sha256 %s) and %s",
+        output,
+        output.stat().st_size / 1e6,
+        record["sha256"],
+        record_path,
+    )
+    return record
+
+
 def verify_onnx(
     net: nn.Module, path: str | Path, sizes: Sequence[Sequence[int]], seed: int = 0
 ) -> dict[tuple[int, int], float]:
@@ -140,7 +224,7 @@ def verify_onnx(
 
 
 def _default_output(cfg: DictConfig, net: nn.Module) -> Path:
-    suffix = f".{cfg.format}"
+    suffix = ".pt" if cfg.format == "pretrained" else f".{cfg.format}"
     if cfg.ckpt_path is None:
         return Path(f"esrt_x{getattr(net, 'scale', cfg.scale)}_random{suffix}")
     return Path(cfg.ckpt_path).with_suffix(suffix)
@@ -166,6 +250,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(f"format={cfg.format!r} is not supported; allowed values: {', '.join(FORMATS)}")
     net = load_net(cfg.ckpt_path, cfg.scale)
     output = Path(cfg.output) if cfg.output is not None else _default_output(cfg, net)
+    if cfg.format == "pretrained":
+        if cfg.ckpt_path is None:
+            raise ValueError("format=pretrained ships trained weights: give ckpt_path=<the run's best.ckpt>")
+        record = export_pretrained(net, cfg.ckpt_path, output, cfg.overwrite, cfg.get("commit"))
+        return {"output": str(output), "verify": {}, "sha256": record["sha256"]}
     if output.exists() and not cfg.overwrite:
         raise FileExistsError(f"output={output} already exists; pass overwrite=true to replace it")
     export_onnx(net, output, cfg.opset, cfg.trace_hw, cfg.overwrite)

@@ -1,4 +1,7 @@
-"""Upscale images: ``python -m esrt_lit.upscale input=PATH output=DIR ckpt_path=...`` (or ``model=bicubic``).
+"""Upscale images: ``python -m esrt_lit.upscale input=PATH output=DIR [scale=2|4] [ckpt_path=...]``.
+
+Without ``ckpt_path`` the weights shipped with the package for ``scale`` do the work
+(:mod:`esrt_lit.models.pretrained`); ``ckpt_path`` takes any checkpoint, ``model=bicubic`` bicubic.
 
 ``input`` is an image or a folder of images; each result is written under ``output`` with the input's
 file name (the work is :func:`esrt_lit.inference.upscale_files`). Grey images stay grey (the network sees the grey channel repeated, its output is averaged
@@ -38,7 +41,7 @@ register_resolvers()
 def upscale(cfg: DictConfig) -> list[Path]:
     """Run the configured upscaling; returns the written files."""
     scale = check_scale(cfg.scale) if cfg.get("scale") is not None else None
-    net, scale = network_spec(cfg, scale)
+    net, scale = network_spec(cfg, scale, shipped=True)  # no checkpoint: the weights shipped for the scale
     if net == "bicubic":
         scale = scale or BICUBIC_SCALE
         net = Bicubic(scale)

@@ -19,6 +19,7 @@ from esrt_lit.models import official
 from esrt_lit.models.files import read_checkpoint
 from esrt_lit.models.hpb import LCB
 from esrt_lit.models.layers import ConvReLU, Scale, Upsampler, conv3x3
+from esrt_lit.models.pretrained import pretrained_state
 from esrt_lit.models.transformer import LTB, AttentionImpl
 
 __all__ = ["ESRT", "IR", "SCALES", "check_scale"]
@@ -242,6 +243,20 @@ class ESRT(nn.Module):
         model = cls(**{**knobs, "scale": scale})
         model.load_state_dict(official.checkpoint_filter_fn(state, model, source))
         return model
+
+    @classmethod
+    def from_pretrained(cls, name: str = "x4") -> ESRT:
+        """The weights trained by esrt-lit and shipped with the package, in eval mode: ``"x2"``, ``"x4"``
+        (see :mod:`esrt_lit.models.pretrained`; their SHA-256 is checked).
+
+        Raises:
+            CheckpointError: a name with no shipped weights (the message lists those shipped), or a file
+                that is not the one shipped.
+        """
+        state, config = pretrained_state(name)
+        model = cls(**config)
+        model.load_state_dict(state)
+        return model.eval()
 
     def to_official_state_dict(self) -> dict[str, torch.Tensor]:
         """This model's weights under the released code's parameter names (strict-loadable there).

@@ -6,6 +6,7 @@
   hyper-parameter (a ``_target_`` mapping), with the EMA weights when it has them;
 * weights of the authors' released code, wrapped in ``state_dict``/``model`` or not, with or without
   DataParallel's ``module.`` prefix (:meth:`ESRT.from_official_checkpoint`);
+* the weights shipped with the package, by name (``pretrained:x4``, :mod:`esrt_lit.models.pretrained`);
 * a state dict of this port's :class:`~esrt_lit.models.ESRT` (``torch.save(net.state_dict())``): the
   architecture is read off the tensors (features, HPBs, ETs, MLP width, RSA, HFM, scale; the heads,
   splits and low-frequency repeats, which no tensor shows, are the released ones unless given).
@@ -27,6 +28,7 @@ from torch import nn
 
 from esrt_lit.models.esrt import ESRT
 from esrt_lit.models.files import EXPECTED, CheckpointError, read_checkpoint
+from esrt_lit.models.pretrained import PREFIX
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
@@ -52,7 +54,10 @@ _INVISIBLE = ("et_heads", "attn_splits", "low_repeats", "attention")
 
 
 def is_network_source(value: Any) -> bool:
-    """Whether ``value`` names a checkpoint :func:`load_network` can try: a checkpoint file's path."""
+    """Whether ``value`` names a checkpoint :func:`load_network` can try: shipped weights
+    (``pretrained:x4``) or a checkpoint file's path."""
+    if str(value).startswith(PREFIX):
+        return True
     path = Path(str(value)).expanduser()
     return path.suffix.lower() in CHECKPOINT_SUFFIXES or path.is_file()
 
@@ -173,7 +178,7 @@ def load_network(
     """The network of a checkpoint file, in eval mode on the CPU (see the module docstring).
 
     Args:
-        source: the checkpoint's path.
+        source: the checkpoint's path, or shipped weights' name (``pretrained:x4``).
         scale: when given, the network's scale must be this one.
         prefer_ema: take the EMA weights of a training checkpoint when it has them.
         **knobs: ESRT knobs for state dicts, where tensors do not show them (``et_heads``,
@@ -183,8 +188,10 @@ def load_network(
         FileNotFoundError: no such file.
         CheckpointError: unreadable, not a network checkpoint, a network of another scale or shape.
     """
-    path = Path(source).expanduser()
     name = str(source)
+    if name.startswith(PREFIX):
+        return _check_scale(ESRT.from_pretrained(name), scale, name)
+    path = Path(source).expanduser()
     content = read_checkpoint(path)
     if (config := checkpoint_network_config(content)) is not None:
         net = _from_training(content, config, name, prefer_ema)

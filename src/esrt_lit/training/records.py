@@ -11,7 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 
-from esrt_lit.utils.logging_utils import hydra_overrides
+from esrt_lit.utils.logging_utils import git_commit, hydra_overrides
 
 __all__ = ["best_checkpoint", "publish", "run_metrics", "scalars"]
 
@@ -52,6 +52,7 @@ def run_metrics(
     metrics["best_ckpt"] = best_checkpoint(trainer)
     metrics["last_ckpt"] = str(last) if last.is_file() else None
     metrics["overrides"] = hydra_overrides()
+    metrics["git_commit"] = git_commit()
     return metrics
 
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from esrt_lit.profiling import count_macs, measure_latency
 
-__all__ = ["STATS_LR_HW", "hydra_overrides", "log_hyperparameters", "net_stats"]
+__all__ = ["STATS_LR_HW", "git_commit", "hydra_overrides", "log_hyperparameters", "net_stats"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,25 @@ def hydra_overrides() -> list[str]:
     if not HydraConfig.initialized():
         return []
     return list(HydraConfig.get().overrides.task)
+
+
+def git_commit() -> str | None:
+    """The project checkout's commit, ``-dirty`` appended when it has uncommitted changes; None outside git."""
+    import subprocess
+
+    from esrt_lit.paths import PROJECT_ROOT
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        head = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}-dirty" if dirty else head
 
 
 def net_stats(net: nn.Module, lr_hw: Sequence[int] = STATS_LR_HW, latency: bool = True) -> dict[str, Any]:

@@ -183,13 +183,15 @@ def extras(cfg: DictConfig) -> None:
         _print_config(cfg)
 
 
-def network_spec(cfg: DictConfig, scale: int | None = None) -> tuple[Any, int | None]:
+def network_spec(cfg: DictConfig, scale: int | None = None, shipped: bool = False) -> tuple[Any, int | None]:
     """What ``eval`` and ``upscale`` run: ``(network, its scale)`` for ``ckpt_path`` (any checkpoint the
-    one loader reads; its scale must be ``scale`` when given), or ``("bicubic", scale)`` for ``model=bicubic``.
+    one loader reads, shipped weights included; its scale must be ``scale`` when given), or
+    ``("bicubic", scale)`` for ``model=bicubic``. With neither, ``shipped`` takes the shipped weights of
+    ``scale`` (4 by default).
 
     Raises:
-        ConfigError: both or neither given.
-        FileNotFoundError, ValueError: the loader's, naming the file.
+        ConfigError: both given, or neither (without ``shipped``).
+        FileNotFoundError, ValueError: the loader's, naming the file (or the scale with no shipped weights).
     """
     from esrt_lit.models.bicubic import is_bicubic
 
@@ -204,6 +206,11 @@ def network_spec(cfg: DictConfig, scale: int | None = None) -> tuple[Any, int | 
         return net, int(net.scale)
     if bicubic:
         return "bicubic", scale
+    if shipped:
+        from esrt_lit.models.loading import load_network
+
+        net = load_network(f"pretrained:x{scale or 4}")
+        return net, int(net.scale)
     raise ConfigError(
         "nothing to run: give ckpt_path=<checkpoint> (a .ckpt of esrt_lit.train, released ESRT weights or a "
         "state dict) or model=bicubic"
