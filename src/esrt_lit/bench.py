@@ -231,8 +231,8 @@ def train_worker(
 
 
 def loop_worker(scale: int, batch: int, patch: int, steps: int, device: str = "cpu") -> dict[str, Any]:
-    """The whole Lightning loop, ``python -m esrt_lit.train`` as a user runs it (data loading, logging,
-    checkpoints; the fast path on CUDA): ``speed/*`` of its ``metrics.json`` after ``steps`` steps on
+    """The whole Lightning loop, ``python -m esrt_lit.train`` as a user runs it (data loading, logging, the
+    progress bar, checkpoints; the fast path on CUDA): ``speed/*`` of its ``metrics.json`` after ``steps`` steps on
     Sun80 (the embedded images without the shared data), one Set5 validation at the end, no test."""
     import subprocess
     import sys
@@ -256,7 +256,6 @@ def loop_worker(scale: int, batch: int, patch: int, steps: int, device: str = "c
             "trainer.max_epochs=1",
             "logger=csv",
             "test=false",
-            "callbacks.rich_progress_bar=null",
             f"hydra.run.dir={out}",
         ]
         proc = subprocess.run(command, capture_output=True, text=True, check=False)

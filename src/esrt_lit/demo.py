@@ -88,7 +88,9 @@ def comparison_panel(
     canvas = Image.new("RGB", (len(panels) * side + (len(panels) - 1) * gap, side + band), "white")
     draw = ImageDraw.Draw(canvas)
     for i, (image, label) in enumerate(panels):
-        tile = Image.fromarray(image[top : top + crop, left : left + crop]).resize((side, side), Image.NEAREST)
+        tile = Image.fromarray(image[top : top + crop, left : left + crop]).resize(
+            (side, side), Image.NEAREST
+        )
         canvas.paste(tile, (i * (side + gap), band))
         draw.text((i * (side + gap) + 4, 3), label, fill="black")
     return canvas

@@ -68,7 +68,7 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | Path) -> str | No
     path = Path(output_dir) / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
     if not path.is_file():
         hint = (
-            " (ckpt_path=last resumes the run folder given by hydra.run.dir=<old run dir>, or resume_dir=<old run dir>)"
+            " (ckpt_path=last is the last checkpoint of the run resume_dir=<run folder> names)"
             if ckpt_path == "last"
             else ""
         )
