@@ -8,14 +8,15 @@ _LAZY = {
     "AtomicCheckpointIO": "esrt_lit.utils.checkpoint",
     "ConfigError": "esrt_lit.utils.task",
     "extras": "esrt_lit.utils.task",
-    "get_metric_value": "esrt_lit.utils.task",
+    "objective": "esrt_lit.utils.task",
+    "run_task": "esrt_lit.utils.task",
     "instantiate_callbacks": "esrt_lit.utils.instantiators",
     "instantiate_loggers": "esrt_lit.utils.instantiators",
     "log_hyperparameters": "esrt_lit.utils.logging_utils",
     "net_stats": "esrt_lit.utils.logging_utils",
     "register_resolvers": "esrt_lit.utils.resolvers",
     "resolve_ckpt_path": "esrt_lit.utils.checkpoint",
-    "task_wrapper": "esrt_lit.utils.task",
+    "markdown_table": "esrt_lit.utils.tables",
 }
 
 __all__ = sorted(_LAZY)
