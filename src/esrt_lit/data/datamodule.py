@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from esrt_lit.data.datasets import CacheMode, PairStore, SREvalDataset, SRTrainDataset
 from esrt_lit.data.sampling import ResumableDataLoader
-from esrt_lit.data.sources import SkimageSource, Source, build_sources
+from esrt_lit.data.sources import ImageRecord, SkimageSource, Source, build_sources
 
 __all__ = ["EvalDistributedSampler", "SRDataModule"]
 
@@ -205,10 +205,13 @@ class SRDataModule(LightningDataModule):
             ValueError: a spec is invalid, or a source has no image.
         """
         if train:
-            for source in build_sources(self.train_specs, unique_names=False):
-                source.records(self.scale)
+            self._train_records()
         for source in [*self._val_sources_resolved(), *self._test_sources_resolved()]:
             source.records(self.scale)
+
+    def _train_records(self) -> tuple[list[Source], list[ImageRecord]]:
+        sources = build_sources(self.train_specs, unique_names=False)
+        return sources, [r for s in sources for r in s.records(self.scale)]
 
     # -- datasets ------------------------------------------------------------------------------------
     def _eval_sets(self, sources: list[Source]) -> list[SREvalDataset]:
@@ -218,8 +221,7 @@ class SRDataModule(LightningDataModule):
         return sets
 
     def _build_train(self) -> SRTrainDataset:
-        sources = build_sources(self.train_specs, unique_names=False)
-        records = [r for s in sources for r in s.records(self.scale)]
+        sources, records = self._train_records()
         length = self.iters_per_epoch * self.batch_size if self.iters_per_epoch is not None else None
         world = self.trainer.world_size if self.trainer is not None else 1
         least = world * self.batch_size  # one full batch per process: an epoch never rounds to nothing
