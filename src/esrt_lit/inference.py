@@ -13,6 +13,12 @@ whole input, so tiled and whole-image outputs differ slightly everywhere, not on
 gives the whole-image output itself in bounded memory
 (:func:`esrt_lit.models.streaming.forward_streamed`); it costs the whole-image time, which grows
 with the square of the image's pixel count (attention), where tiles cost time linear in it.
+
+:func:`upscale_files` does it for image files (``python -m esrt_lit.upscale``): grey stays grey, an
+alpha channel is upscaled with MATLAB bicubic beside the network's colour, and before anything is
+written every input is decoded and checked (readable, 8-bit, large enough for the network) and every
+target: no existing file is replaced unless asked, the inputs' folder is never the output folder,
+and each output is written atomically.
 """
 
 from __future__ import annotations
@@ -383,7 +389,7 @@ def _check_targets(files: list[Path], out_dir: Path, overwrite: bool) -> list[Pa
     return targets
 
 
-def _check_inputs(files: list[Path], net: nn.Module, scale: int) -> None:
+def _check_inputs(files: list[Path], net: nn.Module) -> None:
     """Decode every input once before any work: unreadable, 16-bit or too small images fail now, named."""
     min_size = int(getattr(net, "min_size", 1))
     for path in files:
@@ -418,7 +424,7 @@ def upscale_files(
     choose_tile(tile, (0, 0), 0)  # a bad tile fails before any work
     files = _inputs(Path(inputs))
     targets = _check_targets(files, Path(output), overwrite)
-    _check_inputs(files, net, scale)
+    _check_inputs(files, net)
     written = []
     for src, dst in zip(files, targets, strict=True):
         image = read_image(src, keep_alpha=True)
