@@ -48,8 +48,28 @@ class Pretrained:
         return int(self.config["scale"])
 
 
-#: The shipped weights by name (``x4`` is ESRT x4 with the released knobs).
-PRETRAINED: dict[str, Pretrained] = {}
+#: The released network's knobs, which every shipped set has.
+_RELEASED = {
+    "n_feats": 32,
+    "n_hpb": 3,
+    "n_et": 1,
+    "et_heads": 8,
+    "attn_splits": 4,
+    "mlp_ratio": 0.25,
+    "rsa": True,
+    "hfm": True,
+    "low_repeats": 5,
+    "attention": "sdpa",
+}
+
+#: The shipped weights by name: ESRT with the released knobs, trained by ``experiment=pretrained_<name>``.
+PRETRAINED: dict[str, Pretrained] = {
+    "x4": Pretrained(
+        "esrt_x4.pt",
+        "bf38402cdb1c6306a0be9dd68aecc75b494a4b449db8b29b8e80cd7b71dc578c",
+        {"scale": 4, **_RELEASED},
+    ),
+}
 
 
 def _folder() -> Path:
