@@ -184,7 +184,7 @@ CASES = [
         ["data.train=[{kind:folder,path:/nonexistent}]"],
         "image folder not found: /nonexistent",
     ),
-    ("train-kind", TRAIN, ["data.train=[{kind:nope}]"], "kind='nope'"),
+    ("train-kind", TRAIN, ["data.train=[{kind:nope}]"], "source spec {'kind': 'nope'}: kind='nope'"),
     (
         "train-truncated",
         TRAIN,
@@ -257,7 +257,12 @@ CASES = [
     ("run-dir-file", TRAIN, ["hydra.run.dir={ws}/a_file"], "a_file is a file; expected a folder"),
     # --- eval ---
     ("eval-nothing", EVAL, [], "nothing to run: give ckpt_path="),
-    ("eval-ckpt-missing", EVAL, ["ckpt_path=/nope.ckpt"], "checkpoint not found: /nope.ckpt"),
+    (
+        "eval-ckpt-missing",
+        EVAL,
+        ["ckpt_path=/nope.ckpt"],
+        "ckpt_path=/nope.ckpt: checkpoint not found: /nope.ckpt",
+    ),
     ("eval-ckpt-random", EVAL, ["ckpt_path={ws}/ckpt/random.ckpt"], "random.ckpt: not a PyTorch checkpoint"),
     (
         "eval-ckpt-pickled",
@@ -310,7 +315,12 @@ CASES = [
     ),
     ("eval-run-dir-taken", EVAL, ["model=bicubic", "hydra.run.dir={ws}/run"], "already holds a run"),
     # --- upscale ---
-    ("up-no-input", UPSCALE, ["output={out}", "model=bicubic"], "Missing mandatory value: input"),
+    (
+        "up-no-input",
+        UPSCALE,
+        ["output={out}", "model=bicubic"],
+        "input required: give input=<an image or a folder",
+    ),
     (
         "up-input-missing",
         UPSCALE,

@@ -19,14 +19,14 @@ import logging
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from esrt_lit.inference import resolve_device, upscale_files
 from esrt_lit.models import Bicubic
 from esrt_lit.models.esrt import check_scale
 from esrt_lit.paths import CONF_DIR
 from esrt_lit.utils.resolvers import register_resolvers
-from esrt_lit.utils.task import network_spec, run_task
+from esrt_lit.utils.task import ConfigError, network_spec, run_task
 
 __all__ = ["main", "upscale"]
 
@@ -40,6 +40,11 @@ register_resolvers()
 
 def upscale(cfg: DictConfig) -> list[Path]:
     """Run the configured upscaling; returns the written files."""
+    missing = [key for key in ("input", "output") if OmegaConf.is_missing(cfg, key)]
+    if missing:
+        raise ConfigError(
+            f"{' and '.join(missing)} required: give input=<an image or a folder of images> output=<a folder>"
+        )
     scale = check_scale(cfg.scale) if cfg.get("scale") is not None else None
     net, scale = network_spec(cfg, scale, shipped=True)  # no checkpoint: the weights shipped for the scale
     if net == "bicubic":

@@ -296,6 +296,8 @@ def prepare(
     if url is None:
         raise ValueError(f"{name}: no default download URL ({entry.note}); pass base_url / --base-url")
     root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"root={root} is a file; expected the data folder (created if missing)")
     root.mkdir(parents=True, exist_ok=True)
     manifest_path = root / ".downloads" / "manifest.json"
     results = []

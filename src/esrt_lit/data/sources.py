@@ -385,7 +385,9 @@ def _from_mapping(spec: Mapping[str, Any]) -> Any:
         )
     kind = spec.pop("kind", None)
     if kind not in KINDS:
-        raise ValueError(f"source spec {spec}: kind={kind!r}; expected one of {', '.join(sorted(KINDS))}")
+        raise ValueError(
+            f"source spec {dict(spec, kind=kind)}: kind={kind!r}; expected one of {', '.join(sorted(KINDS))}"
+        )
     cls = KINDS[kind]
     accepted = {f.name for f in fields(cls)}
     unknown = sorted(set(spec) - accepted)

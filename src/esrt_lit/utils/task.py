@@ -202,7 +202,10 @@ def network_spec(cfg: DictConfig, scale: int | None = None, shipped: bool = Fals
             raise ConfigError(f"ckpt_path={ckpt} and model=bicubic: give one of them")
         from esrt_lit.models.loading import load_network
 
-        net = load_network(ckpt, scale=scale)
+        try:
+            net = load_network(ckpt, scale=scale)
+        except (FileNotFoundError, ValueError) as err:  # the loader names the file; this names the key too
+            raise type(err)(f"ckpt_path={ckpt}: {err}") from None
         return net, int(net.scale)
     if bicubic:
         return "bicubic", scale
