@@ -264,3 +264,25 @@ def test_rsa_off_equals_unit_scales() -> None:
 def test_to_official_refuses_non_released_knobs() -> None:
     with pytest.raises(ValueError, match=r"cannot hold these knobs: \{'n_hpb': 2\}"):
         ESRT(scale=2, n_hpb=2).to_official_state_dict()
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [{"scale": 3}, {"n_hpb": 2, "n_et": 0}, {"rsa": False, "hfm": False}, {"mlp_ratio": 0.3, "n_feats": 16}],
+    ids=["x3", "hpb2-et0", "rsa-hfm-off", "mlp0.3-feats16"],
+)
+def test_plain_state_dicts_load_with_the_architecture_their_tensors_show(knobs: dict, tmp_path) -> None:
+    from esrt_lit.models.loading import infer_esrt_config, load_network
+
+    torch.manual_seed(0)
+    net = ESRT(**{"scale": 2, **knobs}).eval()
+    inferred = infer_esrt_config(net.state_dict())
+    assert {k: v for k, v in inferred.items() if k != "mlp_ratio"} == {
+        k: net.config[k] for k in inferred if k != "mlp_ratio"
+    }
+    torch.save(net.state_dict(), tmp_path / "plain.pth")
+    loaded = load_network(tmp_path / "plain.pth")
+    assert loaded.scale == net.scale and all(
+        torch.equal(a, b)
+        for a, b in zip(loaded.state_dict().values(), net.state_dict().values(), strict=True)
+    )

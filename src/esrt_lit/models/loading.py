@@ -92,7 +92,10 @@ def infer_esrt_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     n_hpb = len({m.group(1) for k in state if (m := re.match(r"lcb\.hpbs\.(\d+)\.", k))})
     n_et = len({m.group(1) for k in state if (m := re.match(r"ltb\.ets\.(\d+)\.", k))})
     fc1 = state.get("ltb.ets.0.mlp.fc1.weight")
-    mlp_ratio = fc1.shape[0] / (9 * n_feats) if fc1 is not None else 0.25
+    mlp_ratio = 0.25
+    if fc1 is not None:  # a ratio whose int(9·n_feats·ratio) gives back the hidden width
+        hidden, dim = int(fc1.shape[0]), 9 * n_feats
+        mlp_ratio = hidden / dim if int(dim * (hidden / dim)) == hidden else (hidden + 0.5) / dim
     return {
         "scale": scale,
         "n_feats": n_feats,
