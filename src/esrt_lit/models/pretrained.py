@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from esrt_lit.models.files import CheckpointError, read_checkpoint
+from esrt_lit.models.official import RELEASED_KNOBS
 
 __all__ = ["PREFIX", "PRETRAINED", "Pretrained", "pretrained_path", "pretrained_state", "provenance"]
 
@@ -48,19 +49,8 @@ class Pretrained:
         return int(self.config["scale"])
 
 
-#: The released network's knobs, which every shipped set has.
-_RELEASED = {
-    "n_feats": 32,
-    "n_hpb": 3,
-    "n_et": 1,
-    "et_heads": 8,
-    "attn_splits": 4,
-    "mlp_ratio": 0.25,
-    "rsa": True,
-    "hfm": True,
-    "low_repeats": 5,
-    "attention": "sdpa",
-}
+#: The released network's knobs, which every shipped set has: RSA on, attention through SDPA.
+_RELEASED = {**RELEASED_KNOBS, "rsa": True, "attention": "sdpa"}
 
 #: The shipped weights by name: ESRT with the released knobs, trained by ``experiment=pretrained_<name>``.
 PRETRAINED: dict[str, Pretrained] = {
