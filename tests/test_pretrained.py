@@ -134,6 +134,8 @@ def test_upscale_without_a_checkpoint_uses_the_shipped_weights(tmp_path: Path) -
             ],
         )
         assert (
-            code == 1 and f"pretrained:x{missing}: no such shipped weights" in output.strip().splitlines()[-1]
+            code == 1
+            and f"scale={missing}: no weights ship for x{missing} (shipped: x2, x4); give ckpt_path="
+            in output.strip().splitlines()[-1]
         )
     json.dumps(provenance(NAMES[0]))  # the provenance is plain JSON

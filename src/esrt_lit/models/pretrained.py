@@ -54,6 +54,11 @@ _RELEASED = {**RELEASED_KNOBS, "rsa": True, "attention": "sdpa"}
 
 #: The shipped weights by name: ESRT with the released knobs, trained by ``experiment=pretrained_<name>``.
 PRETRAINED: dict[str, Pretrained] = {
+    "x2": Pretrained(
+        "esrt_x2.pt",
+        "2c020ccaec5f5ef2087acd75bb2c3741f23296f7d213f23235f1da91d2f7c298",
+        {"scale": 2, **_RELEASED},
+    ),
     "x4": Pretrained(
         "esrt_x4.pt",
         "bf38402cdb1c6306a0be9dd68aecc75b494a4b449db8b29b8e80cd7b71dc578c",

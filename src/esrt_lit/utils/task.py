@@ -190,8 +190,8 @@ def network_spec(cfg: DictConfig, scale: int | None = None, shipped: bool = Fals
     ``scale`` (4 by default).
 
     Raises:
-        ConfigError: both given, or neither (without ``shipped``).
-        FileNotFoundError, ValueError: the loader's, naming the file (or the scale with no shipped weights).
+        ConfigError: both given, neither (without ``shipped``), or a ``scale`` with no shipped weights.
+        FileNotFoundError, ValueError: the loader's, naming the file.
     """
     from esrt_lit.models.bicubic import is_bicubic
 
@@ -211,8 +211,16 @@ def network_spec(cfg: DictConfig, scale: int | None = None, shipped: bool = Fals
         return "bicubic", scale
     if shipped:
         from esrt_lit.models.loading import load_network
+        from esrt_lit.models.pretrained import PRETRAINED
 
-        net = load_network(f"pretrained:x{scale or 4}")
+        scale = scale or 4
+        if f"x{scale}" not in PRETRAINED:
+            raise ConfigError(
+                f"scale={scale}: no weights ship for x{scale} (shipped: {', '.join(PRETRAINED)}); give "
+                f"ckpt_path=<an x{scale} checkpoint> (train one: python -m esrt_lit.train "
+                f"experiment=pretrained_x{scale}) or model=bicubic"
+            )
+        net = load_network(f"pretrained:x{scale}")
         return net, int(net.scale)
     raise ConfigError(
         "nothing to run: give ckpt_path=<checkpoint> (a .ckpt of esrt_lit.train, released ESRT weights or a "
