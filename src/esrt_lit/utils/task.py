@@ -205,7 +205,7 @@ def network_spec(cfg: DictConfig, scale: int | None = None, shipped: bool = Fals
         try:
             net = load_network(ckpt, scale=scale)
         except (FileNotFoundError, ValueError) as err:  # the loader names the file; this names the key too
-            raise type(err)(f"ckpt_path={ckpt}: {err}") from None
+            raise type(err)(f"ckpt_path={ckpt}: {str(err).removeprefix(f'{ckpt}: ')}") from None
         return net, int(net.scale)
     if bicubic:
         return "bicubic", scale
