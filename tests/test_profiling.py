@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 import pytest
@@ -98,6 +99,18 @@ def test_peak_memory_sees_a_known_allocation() -> None:
         torch.ones(10)
     if small.method == "vmhwm":
         assert small.peak_bytes < 8 * 2**20  # the earlier peak does not leak into a new measurement
+
+
+def test_peak_memory_is_not_lowered_by_garbage_freed_in_the_block() -> None:
+    cycle: list = [torch.ones(128 * 2**20 // 4)]  # 128 MiB held by cyclic garbage, as a test may leave
+    cycle.append(cycle)
+    del cycle
+    with PeakMemory() as mem:
+        gc.collect()  # what an automatic collection during the block does
+        block = torch.ones(64 * 2**20 // 4)
+        del block
+    if mem.method == "vmhwm":
+        assert 60 * 2**20 <= mem.peak_bytes <= 80 * 2**20
 
 
 def test_measure_latency_runs_warmup_and_repeats() -> None:

@@ -15,9 +15,10 @@ output):
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above the level at entry. On CPU the
 resident-set high-water mark (``VmHWM`` in ``/proc/self/status``) is reset through
 ``/proc/self/clear_refs`` at entry and read at exit; the peak is ``VmHWM − VmRSS(entry)``: memory the
-process actually touched, model and input excluded. Memory the allocator had already reserved and
-reuses is not counted again, so a measurement is only exact in a process that has not run a larger
-workload before: :func:`run_isolated` runs one in a fresh interpreter. Where ``clear_refs`` cannot be
+process actually touched, model and input excluded (garbage is collected first, so that objects
+freed during the block do not lower the level it is measured from). Memory the allocator had already
+reserved and reuses is not counted again, so a measurement is only exact in a process that has not run
+a larger workload before: :func:`run_isolated` runs one in a fresh interpreter. Where ``clear_refs`` cannot be
 written (not Linux), the ``ru_maxrss`` growth is used, which is exact only for a process's first peak.
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import gc
 import importlib
 import json
 import logging
@@ -179,6 +181,7 @@ class PeakMemory:
         self._base = 0
 
     def __enter__(self) -> PeakMemory:
+        gc.collect()  # garbage freed inside the block would lower the level the peak is measured from
         if self.device.type == "cuda":
             self.method = "cuda"
             torch.cuda.synchronize(self.device)
