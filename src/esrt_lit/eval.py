@@ -76,13 +76,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """
     scales = _scales(cfg)
     model, scale = network_spec(cfg)
+    label = None  # bicubic's results name the procedure; a network's, its checkpoint
     if model == "bicubic":
         scales = scales if scales is not None else BICUBIC_SCALES
     else:
         if scales is not None and any(s != scale for s in scales):
             raise ConfigError(f"scales={scales}: the checkpoint {cfg.ckpt_path} holds an x{scale} network")
-        scales = [scale]
-        model = str(cfg.ckpt_path)  # run_benchmarks names the results after it (and loads it once per scale)
+        scales, label = [scale], str(cfg.ckpt_path)
     return run_benchmarks(
         model,
         scales,
@@ -91,6 +91,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         out_dir=cfg.paths.output_dir,
         device=resolve_device(cfg.device),
         tile=cfg.get("tile"),
+        label=label,
     )
 
 

@@ -210,6 +210,7 @@ def evaluate_folder(
         model: ``"bicubic"``, an ``nn.Module`` or a checkpoint (see :func:`iter_sr_pairs`).
         device: where the network runs.
         tile: LR tile size, or None for whole images.
+        label: what the results call the model (default: the path, ``bicubic`` or the network's class).
         lr_dir: stored LR images (overrides the pack's).
 
     Returns:
@@ -238,6 +239,7 @@ def run_benchmarks(
     out_dir: str | Path | None = None,
     device: str | torch.device = "cpu",
     tile: int | None = None,
+    label: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model on every benchmark under ``benchmark_root`` at every scale.
 
@@ -282,7 +284,7 @@ def run_benchmarks(
     else:
         description = _describe(model)
     results: dict[str, Any] = {
-        "model": description,
+        "model": label or description,
         "scales": scales,
         "benchmarks": [b.label for b in benches],
         "results": {},
