@@ -28,6 +28,7 @@ from torch import nn
 
 from esrt_lit.models.esrt import ESRT
 from esrt_lit.models.files import EXPECTED, CheckpointError, read_checkpoint
+from esrt_lit.models.official import unwrap_state_dict
 from esrt_lit.models.pretrained import PREFIX
 
 __all__ = [
@@ -60,14 +61,6 @@ def is_network_source(value: Any) -> bool:
         return True
     path = Path(str(value)).expanduser()
     return path.suffix.lower() in CHECKPOINT_SUFFIXES or path.is_file()
-
-
-def _is_tensor_mapping(value: Any) -> bool:
-    return (
-        isinstance(value, Mapping)
-        and bool(value)
-        and all(isinstance(v, torch.Tensor) for v in value.values())
-    )
 
 
 def checkpoint_network_config(content: Any) -> dict[str, Any] | None:
@@ -204,13 +197,12 @@ def load_network(
             f"expected {EXPECTED}"
         )
     else:
-        state = content
-        for key in ("state_dict", "model"):
-            if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
-                state = state[key]
-        if not _is_tensor_mapping(state):
+        try:
+            state = unwrap_state_dict(content, name)
+        except ValueError:
+            state = {}
+        if not state:
             raise CheckpointError(f"{name}: holds no tensors of a network; expected {EXPECTED}")
-        state = {k.removeprefix("module."): v for k, v in state.items()}
         if "sfe.weight" in state:
             net = _from_port_state(state, name, knobs if scale is None else {**knobs, "scale": scale})
         elif "head.0.weight" in state:
