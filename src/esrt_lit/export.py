@@ -122,8 +122,6 @@ def _run_record(ckpt_path: Path, commit: str | None) -> dict[str, Any]:
     """How the run behind ``ckpt_path`` (``<run>/checkpoints/<name>.ckpt``) was made, from its folder: the
     command, the resolved configuration (as its W&B run logged it), the commit, its metrics and its W&B
     run's summary."""
-    from omegaconf import OmegaConf
-
     from esrt_lit.wandb_offline import read_offline_run
 
     run_dir = ckpt_path.resolve().parent.parent
@@ -155,7 +153,6 @@ def export_pretrained(
     output: str | Path,
     overwrite: bool = False,
     commit: str | None = None,
-    benchmark_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write ``net`` as weights to ship: an fp16 state dict (``output``) and its provenance beside it
     (``output`` with ``.json``: the run's record, the file's SHA-256, and the Set5/Set14 scores of the
@@ -179,8 +176,8 @@ def export_pretrained(
     shipped = type(net)(**net.config)
     shipped.load_state_dict({k: v.float() for k, v in state.items()})
     scale, names = int(net.config["scale"]), ["Set5", "Set14"]
-    scores = run_benchmarks({scale: shipped.eval()}, [scale], benchmark_root, names)["results"][f"x{scale}"]
-    bicubic = run_benchmarks("bicubic", [scale], benchmark_root, names)["results"][f"x{scale}"]
+    scores = run_benchmarks({scale: shipped.eval()}, [scale], names=names)["results"][f"x{scale}"]
+    bicubic = run_benchmarks("bicubic", [scale], names=names)["results"][f"x{scale}"]
     record = {
         "name": f"x{scale}",
         "file": output.name,
@@ -248,11 +245,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         )
     if cfg.format not in FORMATS:
         raise ValueError(f"format={cfg.format!r} is not supported; allowed values: {', '.join(FORMATS)}")
+    if cfg.format == "pretrained" and cfg.ckpt_path is None:
+        raise ValueError("format=pretrained ships trained weights: give ckpt_path=<the run's best.ckpt>")
     net = load_net(cfg.ckpt_path, cfg.scale)
     output = Path(cfg.output) if cfg.output is not None else _default_output(cfg, net)
     if cfg.format == "pretrained":
-        if cfg.ckpt_path is None:
-            raise ValueError("format=pretrained ships trained weights: give ckpt_path=<the run's best.ckpt>")
         record = export_pretrained(net, cfg.ckpt_path, output, cfg.overwrite, cfg.get("commit"))
         return {"output": str(output), "verify": {}, "sha256": record["sha256"]}
     if output.exists() and not cfg.overwrite:

@@ -76,10 +76,7 @@ def check_checkpoint_network(ckpt_path: str, net_config: dict[str, Any]) -> None
         raise ConfigError(
             f"{ckpt_path}: not a checkpoint of esrt_lit.train (no 'net' hyper-parameter), which a run can continue"
         )
-    differing = knob_differences(
-        {k: v for k, v in have.items() if k != "attention"},
-        {k: v for k, v in net_config.items() if k != "attention"},
-    )
+    differing = knob_differences(have, {k: v for k, v in net_config.items() if k != "attention"})
     if differing:
         raise ConfigError(
             f"{ckpt_path} holds another network than the configured one ({'; '.join(differing)}); a run continues "

@@ -147,9 +147,7 @@ def resume_arguments(argv: Sequence[str]) -> list[str]:
     saved = [
         str(o)
         for o in OmegaConf.load(record)
-        if _key(str(o)) not in given
-        and _key(str(o)) not in _INVOCATION_KEYS
-        and not _key(str(o)).startswith("hydra.")
+        if (key := _key(str(o))) not in given and key not in _INVOCATION_KEYS and not key.startswith("hydra.")
     ]
     return [args[0], *saved, *args[1:]]
 
@@ -167,7 +165,7 @@ def config_changes(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> l
     """``key: old -> new`` for every value of ``current`` that differs from the run's ``recorded`` one
     (paths and per-invocation keys aside)."""
     old, new = _flatten(recorded), _flatten(current)
-    skip = ("paths.", "hydra.", "resume_dir", "ckpt_path")
+    skip = ("paths.", "hydra.", *_INVOCATION_KEYS)
     return [
         f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
         for k in sorted(set(old) | set(new))
