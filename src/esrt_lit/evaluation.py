@@ -156,7 +156,7 @@ def iter_sr_pairs(
     store = PairStore(scale, cache="none")
     if isinstance(model, str) and model == BICUBIC:
         for record in records:
-            _, hr = store.get(record)  # decodes and checks the stored LR too
+            hr = store.hr(record)  # checks a stored LR too; the procedure makes its own from Y
             check_scorable(record.hr, hr, scale)
             sr_y, hr_y = _y_first_bicubic(hr, scale)
             yield record.name, _to_tensor(sr_y), _to_tensor(hr_y)

@@ -114,6 +114,14 @@ class PairStore:
                 self._pairs[record] = pair
         return pair
 
+    def hr(self, record: ImageRecord) -> np.ndarray:
+        """The modcropped HR of ``record`` alone, decoded (not cached); a stored LR is read and checked
+        against it, a missing one is not made."""
+        hr = self._hr(record.hr, read_image(record.hr))
+        if record.lr is not None:
+            self._lr_for(record, hr)
+        return hr
+
     def _decode(self, record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
         hr = self._hr(record.hr, read_image(record.hr))
         return self._lr_for(record, hr), hr
