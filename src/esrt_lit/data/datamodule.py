@@ -225,14 +225,6 @@ class SRDataModule(LightningDataModule):
         length = self.iters_per_epoch * self.batch_size if self.iters_per_epoch is not None else None
         world = self.trainer.world_size if self.trainer is not None else 1
         least = world * self.batch_size  # one full batch per process: an epoch never rounds to nothing
-        if (length if length is not None else len(records) * self.repeat) < least:
-            log.info(
-                "training epoch lengthened to %d items: one batch of %d for each of %d process(es)",
-                least,
-                self.batch_size,
-                world,
-            )
-            length = least
         ds = SRTrainDataset(
             records,
             self.store,
@@ -242,6 +234,14 @@ class SRDataModule(LightningDataModule):
             length=length,
             name="+".join(s.label for s in sources),
         )
+        if len(ds) < least:
+            log.info(
+                "training epoch lengthened to %d items: one batch of %d for each of %d process(es)",
+                least,
+                self.batch_size,
+                world,
+            )
+            ds.length = least
         ds.warm(threads=max(1, self.loader_workers))
         log.info(
             "training set %s: %d images, %d items per epoch, x%d", ds.name, len(records), len(ds), self.scale

@@ -52,14 +52,14 @@ class ResumableSampler(DistributedSampler):
         dataset: the dataset (only its length is used).
         seed: base seed.
         shuffle: random order per epoch (else ``0..n-1``).
-        drop_last: drop the tail that does not split evenly across ranks (else pad by repeating).
+
+    The tail that does not split evenly across ranks is padded by repeating the order (the loader's
+    ``drop_last`` drops incomplete batches).
     """
 
-    def __init__(self, dataset: Dataset, seed: int, shuffle: bool = True, drop_last: bool = False) -> None:
+    def __init__(self, dataset: Dataset, seed: int, shuffle: bool = True) -> None:
         world, rank = _world()
-        super().__init__(
-            dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
-        )
+        super().__init__(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
         #: ``(epoch, samples)``: skip this rank's first ``samples`` of that epoch (once), after a restore
         self.skip: tuple[int, int] = (-1, 0)
 
@@ -70,10 +70,7 @@ class ResumableSampler(DistributedSampler):
             order = torch.randperm(n, generator=generator).tolist()
         else:
             order = list(range(n))
-        if self.drop_last:
-            order = order[: self.total_size]
-        else:
-            order += (order * (self.total_size // max(n, 1) + 1))[: self.total_size - n]
+        order += (order * (self.total_size // max(n, 1) + 1))[: self.total_size - n]
         positions = range(self.rank, self.total_size, self.num_replicas)
         start = self.skip[1] if self.skip[0] == self.epoch else 0
         self.skip = (-1, 0)
