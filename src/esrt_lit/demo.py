@@ -32,7 +32,7 @@ from esrt_lit.data.io import modcrop, read_image, write_image
 from esrt_lit.data.sources import SkimageSource
 from esrt_lit.metrics.functional import psnr
 from esrt_lit.paths import PROJECT_ROOT
-from esrt_lit.utils.tables import markdown_table
+from esrt_lit.utils.tables import markdown_table, score_cell
 
 __all__ = ["comparison_panel", "main"]
 
@@ -77,10 +77,10 @@ def comparison_panel(
     h, w = hr.shape[:2]
     top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
     base = _psnr(bicubic, hr, scale)
-    panels = [(bicubic, f"bicubic {base:.2f} dB"), (sr, f"ESRT {_psnr(sr, hr, scale):.2f} dB")]
+    name = "ESRT" if shipped is None else "ESRT, this demo"
+    panels = [(bicubic, f"bicubic {base:.2f} dB"), (sr, f"{name} {_psnr(sr, hr, scale):.2f} dB")]
     if shipped is not None:
         gain = _psnr(shipped, hr, scale)
-        panels[1] = (sr, f"ESRT, this demo {_psnr(sr, hr, scale):.2f} dB")
         panels.append((shipped, f"ESRT, shipped x{scale} {gain:.2f} dB ({gain - base:+.2f})"))
     panels.append((hr, "ground truth"))
     zoom, band, gap = 2, 18, 4
@@ -103,7 +103,7 @@ def _scores_table(results: dict[str, Path]) -> str:
     rows = []
     for name, result in loaded.items():
         row = result["results"][f"x{SCALE}"]
-        rows.append([name, *(f"{row[b]['psnr']:.2f}/{row[b]['ssim']:.4f}" for b in benches)])
+        rows.append([name, *(score_cell(row[b]["psnr"], row[b]["ssim"]) for b in benches)])
     return markdown_table([f"x{SCALE}, PSNR dB / SSIM", *benches], rows)
 
 

@@ -39,7 +39,7 @@ from esrt_lit.inference import upscale
 from esrt_lit.metrics.color import quantize, rgb_to_y
 from esrt_lit.metrics.functional import psnr, ssim
 from esrt_lit.models.esrt import check_scale
-from esrt_lit.utils.tables import markdown_table
+from esrt_lit.utils.tables import markdown_table, score_cell
 
 __all__ = [
     "PAPER_ORDER",
@@ -347,7 +347,7 @@ def format_table(results: Mapping[str, Any]) -> str:
     per_scale = results["results"]
     benches = list(results.get("benchmarks") or dict.fromkeys(b for r in per_scale.values() for b in r))
     rows = [
-        [scale, *(f"{row[b]['psnr']:.2f}/{row[b]['ssim']:.4f}" if b in row else "-" for b in benches)]
+        [scale, *(score_cell(row[b]["psnr"], row[b]["ssim"]) if b in row else "-" for b in benches)]
         for scale, row in per_scale.items()
     ]
     return markdown_table(["scale", *benches], rows)

@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 
 from esrt_lit.models.official import RELEASED_KNOBS
 from esrt_lit.reference import PAPER_ESRT
-from esrt_lit.utils.tables import markdown_table
+from esrt_lit.utils.tables import markdown_table, score_cell
 from esrt_lit.wandb_offline import read_offline_run
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def build_table(runs: list[Run]) -> tuple[list[str], list[list[Any]], dict[str, 
             row += [
                 run.score(bench, "psnr"),
                 run.score(bench, "ssim"),
-                f"{paper[0]:.2f}/{paper[1]:.4f}" if paper else "",
+                score_cell(*paper) if paper else "",
             ]
         rows.append(row)
     best = {}

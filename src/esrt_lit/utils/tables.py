@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["markdown_table", "scores_table"]
+__all__ = ["markdown_table", "score_cell", "scores_table"]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -15,6 +15,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
     return "\n".join([line(header), "|" + "---|" * len(header), *(line(r) for r in rows)])
+
+
+def score_cell(psnr: float | None, ssim: float | None) -> str:
+    """A ``PSNR/SSIM`` cell as the paper prints it (``33.66/0.9299``), ``-`` when a score is missing."""
+    return f"{psnr:.2f}/{ssim:.4f}" if psnr is not None and ssim is not None else "-"
 
 
 def scores_table(metrics: Mapping[str, Any], stage: str = "test", model_name: str = "model") -> str:
@@ -32,8 +37,7 @@ def scores_table(metrics: Mapping[str, Any], stage: str = "test", model_name: st
         return "(no scores)"
 
     def cell(prefix: str, name: str) -> str:
-        p, s = metrics.get(f"{prefix}/{name}/psnr"), metrics.get(f"{prefix}/{name}/ssim")
-        return f"{p:.2f}/{s:.4f}" if p is not None and s is not None else "-"
+        return score_cell(metrics.get(f"{prefix}/{name}/psnr"), metrics.get(f"{prefix}/{name}/ssim"))
 
     rows = [["bicubic", *(cell("bicubic", n) for n in names)], [model_name, *(cell(stage, n) for n in names)]]
     return markdown_table(["model", *names], rows)
