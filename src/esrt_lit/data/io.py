@@ -28,9 +28,9 @@ def read_image(path: str | Path, keep_alpha: bool = False) -> np.ndarray:
         raise FileNotFoundError(f"image file not found: {path}")
     try:
         with Image.open(path) as img:
-            if _bits_per_sample(img) > 8:  # PIL would quietly reduce a 16-bit RGB PNG to 8 bits
+            if (bits := _bits_per_sample(img)) > 8:  # PIL would quietly reduce a 16-bit RGB PNG to 8 bits
                 raise ValueError(
-                    f"{path}: {_bits_per_sample(img)}-bit image (mode {img.mode}); expected an 8-bit image "
+                    f"{path}: {bits}-bit image (mode {img.mode}); expected an 8-bit image "
                     "(the protocol and the networks work on 8-bit images; convert it first)"
                 )
             img.load()
@@ -59,17 +59,15 @@ def read_image(path: str | Path, keep_alpha: bool = False) -> np.ndarray:
 def _bits_per_sample(img: Image.Image) -> int:
     """Bits per sample of an opened, not yet decoded image: from its mode, or its decoder's raw mode
     (a 16-bit RGB PNG opens as mode ``RGB`` with raw mode ``RGB;16B``)."""
-    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
-        return 32 if img.mode in ("I", "F") else 16
+    if img.mode in ("I", "F"):
+        return 32
+    if img.mode.startswith("I;16"):
+        return 16
     for tile in img.tile or []:
         args = tile[3] if len(tile) > 3 else None
-        raw = (
-            args
-            if isinstance(args, str)
-            else args[0]
-            if isinstance(args, tuple) and args and isinstance(args[0], str)
-            else ""
-        )
+        if isinstance(args, tuple) and args:
+            args = args[0]
+        raw = args if isinstance(args, str) else ""
         if ";16" in raw:
             return 16
         if ";32" in raw:
