@@ -22,6 +22,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+import torch
 import torch.distributed as dist
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -300,3 +301,10 @@ class SRDataModule(LightningDataModule):
         if self.test_sets is None:
             self.setup("test")
         return [self._eval_loader(ds) for ds in self.test_sets or []]
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """An evaluation batch's ``pad`` flag (collated to a tensor) becomes a host bool before the batch
+        moves to the device: read there, it would make every image wait for the previous one's work."""
+        if isinstance(batch, dict) and isinstance(batch.get("pad"), torch.Tensor):
+            batch["pad"] = bool(batch["pad"].any())
+        return batch

@@ -317,13 +317,6 @@ class SRLitModule(LightningModule):
         return functools.partial(factory, fused=True)
 
     # -- evaluation ------------------------------------------------------------------------------------
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """An evaluation batch's ``pad`` flag becomes a host bool before the batch moves to the device
-        (read there, it would make every image wait for the previous one's work)."""
-        if isinstance(batch, dict) and isinstance(batch.get("pad"), torch.Tensor):
-            batch["pad"] = bool(batch["pad"].any())
-        return batch
-
     def _super_resolve(self, batch: Mapping[str, Any]) -> torch.Tensor | None:
         """The clamped SR output of an evaluation batch; None for a padding item (a process without an
         image of this set, see :class:`~esrt_lit.data.datamodule.EvalDistributedSampler`)."""
