@@ -16,28 +16,14 @@ import torch
 from torch import nn
 
 from esrt_lit.models import official
+from esrt_lit.models.config import SCALES, AttentionImpl, ESRTConfig, check_attention, check_scale
 from esrt_lit.models.files import read_checkpoint
 from esrt_lit.models.hpb import LCB
 from esrt_lit.models.layers import ConvReLU, Scale, Upsampler, conv3x3
 from esrt_lit.models.pretrained import pretrained_state
-from esrt_lit.models.transformer import LTB, AttentionImpl
+from esrt_lit.models.transformer import LTB
 
 __all__ = ["ESRT", "IR", "SCALES", "check_scale"]
-
-#: The SR factors ESRT is built for (the paper's x2, x3, x4).
-SCALES = (2, 3, 4)
-ATTENTIONS = ("sdpa", "explicit")
-
-
-def check_scale(value: Any, key: str = "scale") -> int:
-    """``value`` as an SR factor of :data:`SCALES`.
-
-    Raises:
-        ValueError: another value, naming ``key``.
-    """
-    if isinstance(value, bool) or value not in SCALES:
-        raise ValueError(f"{key}={value!r} is not supported; allowed values: {', '.join(map(str, SCALES))}")
-    return int(value)
 
 
 class IR(nn.Module):
@@ -55,37 +41,12 @@ class IR(nn.Module):
         return self.conv(self.up(body)) + self.skip_conv(self.skip_up(shallow))
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r} is invalid; expected an integer >= {minimum}")
-    return value
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}={value!r} is invalid; expected true or false")
-    return value
-
-
 class ESRT(nn.Module):
     """ESRT (Sec. 3, Fig. 2): shallow feature extraction (SFE), lightweight CNN backbone (LCB) of
     HPBs, lightweight transformer backbone (LTB) of ETs, image reconstruction (IR).
 
-    Defaults reproduce the released network; each knob is one of the paper's ablations.
-
-    Args:
-        scale: upscaling factor, 2, 3 or 4.
-        n_feats: feature width (32); must be even (the residual units halve it).
-        n_hpb: number of HPBs in the LCB (3).
-        n_et: number of ETs in the LTB (1); 0 removes the transformer.
-        et_heads: EMHA heads (8); must divide the attention width ``9·n_feats/2``.
-        attn_splits: token chunks of the EMHA feature split (4).
-        mlp_ratio: ET MLP hidden width over token width (0.25, i.e. 288 → 72).
-        rsa: learnable adaptive residual scales (True); False fixes them to 1.
-        hfm: the HPB's high-frequency filtering branch (True).
-        low_repeats: passes of the shared low-frequency ARFB in each HPB (5).
-        attention: ``"sdpa"`` (fused, default) or ``"explicit"`` (softmax(QKᵀ)V written out, as
-            released); both compute the same function.
+    Defaults reproduce the released network; each knob is one of the paper's ablations. The knobs,
+    their ranges and their defaults are :class:`~esrt_lit.models.config.ESRTConfig`'s (its ``Args``).
 
     Attributes:
         channels_last: on CPU, run on channels-last (NHWC) activations, which oneDNN convolves
@@ -111,45 +72,10 @@ class ESRT(nn.Module):
         attention: AttentionImpl = "sdpa",
     ) -> None:
         super().__init__()
-        check_scale(scale)
-        _check_int("n_feats", n_feats, 2)
-        if n_feats % 2:
-            raise ValueError(
-                f"n_feats={n_feats} is invalid; expected an even integer (residual units halve it)"
-            )
-        _check_int("n_hpb", n_hpb, 1)
-        _check_int("n_et", n_et, 0)
-        _check_int("et_heads", et_heads, 1)
-        _check_int("attn_splits", attn_splits, 1)
-        _check_int("low_repeats", low_repeats, 1)
-        if (
-            isinstance(mlp_ratio, bool)
-            or not isinstance(mlp_ratio, (int, float))
-            or int(9 * n_feats * mlp_ratio) < 1
-        ):
-            raise ValueError(
-                f"mlp_ratio={mlp_ratio!r} is invalid; expected a number with 9·n_feats·mlp_ratio >= 1"
-            )
-        width = 9 * n_feats // 2
-        if width % et_heads:
-            allowed = [h for h in range(1, width + 1) if width % h == 0]
-            raise ValueError(
-                f"et_heads={et_heads} does not divide the attention width {width} (9·n_feats/2); allowed values: {allowed}"
-            )
-        self._check_attention(attention)
-        self.config: dict[str, Any] = {
-            "scale": scale,
-            "n_feats": n_feats,
-            "n_hpb": n_hpb,
-            "n_et": n_et,
-            "et_heads": et_heads,
-            "attn_splits": attn_splits,
-            "mlp_ratio": mlp_ratio,
-            "rsa": _check_bool("rsa", rsa),
-            "hfm": _check_bool("hfm", hfm),
-            "low_repeats": low_repeats,
-            "attention": attention,
-        }
+        config = ESRTConfig(
+            scale, n_feats, n_hpb, n_et, et_heads, attn_splits, mlp_ratio, rsa, hfm, low_repeats, attention
+        )
+        self.config: dict[str, Any] = config.as_dict()
         self.scale = scale
         self.sfe = conv3x3(3, n_feats)
         self.lcb = LCB(n_feats, n_hpb, rsa, hfm, low_repeats)
@@ -160,13 +86,6 @@ class ESRT(nn.Module):
         self.ir = IR(n_feats, scale)
         self.channels_last = True
 
-    @staticmethod
-    def _check_attention(attention: str) -> None:
-        if attention not in ATTENTIONS:
-            raise ValueError(
-                f"attention={attention!r} is not supported; allowed values: {', '.join(ATTENTIONS)}"
-            )
-
     @property
     def min_size(self) -> int:
         """Smallest input height and width (2: the HPB pools by 2 and the EMHA needs a token per chunk)."""
@@ -174,7 +93,7 @@ class ESRT(nn.Module):
 
     def set_attention(self, attention: AttentionImpl) -> ESRT:
         """Switch every EMHA between ``"sdpa"`` and ``"explicit"``; weights are untouched."""
-        self._check_attention(attention)
+        check_attention(attention)
         for et in self.ltb.ets:
             et.attn.attention = attention
         self.config["attention"] = attention

@@ -3,7 +3,9 @@
 :func:`load_network` recognises the kind from the content (not the suffix):
 
 * a checkpoint of ``esrt_lit.train`` (Lightning): the network is rebuilt from its ``net``
-  hyper-parameter (a ``_target_`` mapping), with the EMA weights when it has them;
+  hyper-parameter, read as data through :meth:`ESRTConfig.from_checkpoint` (this project's ESRT and
+  plain values of its known knobs only: nothing a checkpoint holds is imported or called), with the
+  EMA weights when it has them;
 * weights of the authors' released code, wrapped in ``state_dict``/``model`` or not, with or without
   DataParallel's ``module.`` prefix (:meth:`ESRT.from_official_checkpoint`);
 * the weights shipped with the package, by name (``pretrained:x4``, :mod:`esrt_lit.models.pretrained`);
@@ -13,6 +15,7 @@
 
 Every failure is a :class:`~esrt_lit.models.files.CheckpointError` (or ``FileNotFoundError``) naming
 the file; a network that does not fit is described by the knobs that differ, not by key lists.
+Weights holding NaN or infinity are refused, naming the first such tensor.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from esrt_lit.models.config import ESRTConfig
 from esrt_lit.models.esrt import ESRT
 from esrt_lit.models.files import EXPECTED, CheckpointError, read_checkpoint
 from esrt_lit.models.official import unwrap_state_dict
@@ -36,6 +40,7 @@ __all__ = [
     "EMA_PREFIX",
     "NET_PREFIX",
     "CheckpointError",
+    "check_finite",
     "checkpoint_network_config",
     "infer_esrt_config",
     "is_network_source",
@@ -63,12 +68,40 @@ def is_network_source(value: Any) -> bool:
     return path.suffix.lower() in CHECKPOINT_SUFFIXES or path.is_file()
 
 
-def checkpoint_network_config(content: Any) -> dict[str, Any] | None:
-    """The ``net`` hyper-parameter (``{"_target_": ..., **knobs}``) of an ``esrt_lit.train`` checkpoint, else None."""
+def checkpoint_network_config(content: Any, source: str) -> dict[str, Any] | None:
+    """The ``net`` hyper-parameter (``{"_target_": ..., **knobs}``) of an ``esrt_lit.train`` checkpoint,
+    validated as data by :meth:`ESRTConfig.from_checkpoint`; None for other content.
+
+    Raises:
+        CheckpointError: the recorded network is not this project's ESRT with valid knobs (naming
+            ``source`` and the key), before anything is built.
+    """
     if not isinstance(content, Mapping) or "state_dict" not in content:
         return None
-    config = (content.get("hyper_parameters") or {}).get("net")
-    return dict(config) if isinstance(config, Mapping) and "_target_" in config else None
+    hparams = content.get("hyper_parameters")
+    config = hparams.get("net") if isinstance(hparams, Mapping) else None
+    if config is None:
+        return None
+    try:
+        knobs = ESRTConfig.from_checkpoint(config, source)
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
+    return {"_target_": config["_target_"], **knobs.as_dict()}
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise :class:`CheckpointError` naming ``source`` and the first entry that is not a tensor or
+    holds NaN or infinity."""
+    for name, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(
+                f"{source}: weight {name!r} is a {type(tensor).__name__}; expected a tensor"
+            )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{source}: tensor {name!r} holds NaN or infinite values; these weights cannot upscale "
+                "(a diverged run? take an earlier checkpoint)"
+            )
 
 
 def infer_esrt_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
@@ -127,17 +160,17 @@ def _load_strict(net: nn.Module, state: Mapping[str, torch.Tensor], what: str) -
 def _from_training(
     content: Mapping[str, Any], config: dict[str, Any], source: str, prefer_ema: bool
 ) -> nn.Module:
-    from hydra.utils import instantiate
-
-    try:
-        net = instantiate(config)
-    except Exception as err:  # the network class or a knob of another version
-        raise CheckpointError(f"{source}: cannot rebuild its network {config}: {err}") from None
+    net = ESRT(**{k: v for k, v in config.items() if k != "_target_"})
     state = content["state_dict"]
+    if not isinstance(state, Mapping):
+        raise CheckpointError(
+            f"{source}: its 'state_dict' is a {type(state).__name__}; expected tensors by name"
+        )
     prefix = EMA_PREFIX if prefer_ema and any(k.startswith(EMA_PREFIX) for k in state) else NET_PREFIX
     weights = {
         k[len(prefix) :].replace("_orig_mod.", ""): v for k, v in state.items() if k.startswith(prefix)
     }
+    check_finite(weights, source)
     _load_strict(net, weights, f"{source}: its '{prefix}' weights do not fit {config['_target_']}")
     log.info(
         "loaded %s (%s weights) from %s",
@@ -189,7 +222,7 @@ def load_network(
         return _check_scale(ESRT.from_pretrained(name), scale, name)
     path = Path(source).expanduser()
     content = read_checkpoint(path)
-    if (config := checkpoint_network_config(content)) is not None:
+    if (config := checkpoint_network_config(content, name)) is not None:
         net = _from_training(content, config, name, prefer_ema)
     elif isinstance(content, Mapping) and "state_dict" in content and "hyper_parameters" in content:
         raise CheckpointError(
@@ -203,6 +236,7 @@ def load_network(
             state = {}
         if not state:
             raise CheckpointError(f"{name}: holds no tensors of a network; expected {EXPECTED}")
+        check_finite(state, name)
         if "sfe.weight" in state:
             net = _from_port_state(state, name, knobs if scale is None else {**knobs, "scale": scale})
         elif "head.0.weight" in state:

@@ -7,15 +7,12 @@ the matching fold, which sums overlapping contributions, as in the released code
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from esrt_lit.models.config import AttentionImpl
 from esrt_lit.models.layers import conv3x3
-
-AttentionImpl = Literal["sdpa", "explicit"]
 
 
 def _patch_kernel(channels: int, like: torch.Tensor) -> torch.Tensor:

@@ -71,7 +71,7 @@ def check_patch(net: torch.nn.Module, patch: int) -> None:
 
 def check_checkpoint_network(ckpt_path: str, net_config: dict[str, Any]) -> None:
     """The checkpoint a run continues from holds the configured network (knobs named, not key lists)."""
-    have = checkpoint_network_config(read_checkpoint(ckpt_path))
+    have = checkpoint_network_config(read_checkpoint(ckpt_path), ckpt_path)
     if have is None:
         raise ConfigError(
             f"{ckpt_path}: not a checkpoint of esrt_lit.train (no 'net' hyper-parameter), which a run can continue"
