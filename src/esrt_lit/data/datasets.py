@@ -32,6 +32,7 @@ from esrt_lit.data.transforms import (
     to_tensor,
     to_three_channels,
 )
+from esrt_lit.files import atomic_output
 from esrt_lit.metrics.functional.ssim import WINDOW_SIZE, min_scored_side
 
 __all__ = [
@@ -69,11 +70,9 @@ def _digest(text: str) -> str:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` atomically (a temporary sibling, then a rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
+    """Write ``array`` to ``path`` atomically (:func:`~esrt_lit.files.atomic_output`)."""
+    with atomic_output(path) as tmp, tmp.open("wb") as f:
         np.save(f, np.ascontiguousarray(array))
-    os.replace(tmp, path)
 
 
 class PairStore:

@@ -41,6 +41,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from esrt_lit.files import atomic_output
+
 __all__ = ["REGISTRY", "Archive", "ChecksumError", "DatasetEntry", "main", "prepare"]
 
 log = logging.getLogger(__name__)
@@ -127,9 +129,8 @@ def _load_manifest(path: Path) -> dict[str, dict[str, str]]:
 
 
 def _save_manifest(path: Path, manifest: Mapping[str, object]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def _download(url: str, part: Path, timeout: float) -> None:

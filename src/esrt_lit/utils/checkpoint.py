@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,28 +11,18 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from esrt_lit.files import atomic_output
+
 __all__ = ["AtomicCheckpointIO", "atomic_torch_save", "resolve_ckpt_path"]
 
 log = logging.getLogger(__name__)
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a hidden sibling file, flushed to disk, then renamed over ``path``.
-
-    A save interrupted at any point (exception, SIGKILL, full disk) leaves the previous ``path``
-    intact; the rename is atomic on POSIX file systems.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """``torch.save`` through :func:`~esrt_lit.files.atomic_output`: a save interrupted at any point
+    (exception, SIGKILL, full disk) leaves the previous ``path`` intact."""
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
