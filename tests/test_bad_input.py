@@ -189,7 +189,7 @@ CASES = [
         "train-truncated",
         TRAIN,
         ["data.train=[{kind:folder,path:'{ws}/train_truncated'}]"],
-        "bad_truncated.png: unreadable or truncated",
+        "bad_truncated.png: truncated image data",
     ),
     (
         "train-text",
@@ -207,7 +207,7 @@ CASES = [
         "train-truncated-uncached",
         TRAIN,
         ["data.train=[{kind:folder,path:'{ws}/train_truncated'}]", "data.cache=none"],
-        "bad_truncated.png: unreadable or truncated",
+        "bad_truncated.png: truncated image data",
     ),
     (
         "train-small",

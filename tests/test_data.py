@@ -503,7 +503,7 @@ def test_unreadable_and_truncated_images_name_the_file(tmp_path: Path) -> None:
         SREvalDataset([ImageRecord("bad", bad)], PairStore(2), "x")[0]
     good = _write(tmp_path / "cut.png", _noise(64, 64))
     good.write_bytes(good.read_bytes()[:200])
-    with pytest.raises(ValueError, match=r"cut\.png.*unreadable or truncated"):
+    with pytest.raises(ValueError, match=r"cut\.png: truncated image data"):
         SRTrainDataset([ImageRecord("cut", good)], PairStore(2), patch_size=4).warm()
 
 
