@@ -20,6 +20,7 @@ from esrt_lit.models import ESRT
 from esrt_lit.models.config import ESRTConfig
 from esrt_lit.models.files import CheckpointError
 from esrt_lit.models.loading import load_network
+from esrt_lit.models.official import to_official
 from esrt_lit.training.module import describe_net
 from train_helpers import make_tiny_images, run_command, tiny_net, tiny_overrides
 
@@ -107,7 +108,7 @@ def test_non_finite_weights_are_refused_at_load(tmp_path: Path, kind: str) -> No
         ckpt = tmp_path / "inf.pt"
         torch.save(state, ckpt)
     else:
-        released = ESRT(scale=2).to_official_state_dict()
+        released = to_official(ESRT(scale=2))
         first = next(k for k, v in released.items() if v.is_floating_point() and v.ndim == 4)
         released[first].view(-1)[0] = math.nan
         ckpt = tmp_path / "released.pth"

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from esrt_lit.models import ESRT
+from esrt_lit.models.official import to_official
 from train_helpers import assert_ok, make_tiny_images, run_cli
 
 
@@ -19,7 +20,7 @@ def released_x2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Weights of the released ESRT x2 architecture under the authors' parameter names (random values)."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("released") / "esrt_x2.pt"
-    torch.save(ESRT(scale=2).to_official_state_dict(), path)
+    torch.save(to_official(ESRT(scale=2)), path)
     return path
 
 

@@ -11,6 +11,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from esrt_lit.inference import upscale
 from esrt_lit.models import ESRT
+from esrt_lit.models.official import from_official
 from esrt_lit.models.streaming import forward_streamed
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -21,8 +22,8 @@ FUSED = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_golden_outputs_on_cuda_with_fused_kernels_only(golden: dict, scale: int) -> None:
     entry = golden[f"x{scale}"]
-    net64 = ESRT.from_official_checkpoint(entry["state_dict"]).double().eval().cuda()
-    net32 = ESRT.from_official_checkpoint(entry["state_dict"]).eval().cuda()
+    net64 = from_official(entry["state_dict"]).double().eval().cuda()
+    net32 = from_official(entry["state_dict"]).eval().cuda()
     for case in entry["cases"].values():
         lr, sr = case["lr"].cuda(), case["sr"].cuda()
         with torch.inference_mode():

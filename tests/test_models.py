@@ -11,6 +11,8 @@ import torch
 from esrt_lit import ESRT
 from esrt_lit.models.arfb import ARFB
 from esrt_lit.models.layers import Scale
+from esrt_lit.models.loading import load_network
+from esrt_lit.models.official import from_official, to_official
 from esrt_lit.models.transformer import EfficientTransformer
 
 SCALES = (2, 3, 4)
@@ -26,8 +28,8 @@ def n_params(model: torch.nn.Module) -> int:
 @pytest.mark.parametrize("scale", SCALES)
 def test_golden_outputs(golden: dict, scale: int, attention: str) -> None:
     entry = golden[f"x{scale}"]
-    model64 = ESRT.from_official_checkpoint(entry["state_dict"], attention=attention).double().eval()
-    model32 = ESRT.from_official_checkpoint(entry["state_dict"], attention=attention).eval()
+    model64 = from_official(entry["state_dict"], attention=attention).double().eval()
+    model32 = from_official(entry["state_dict"], attention=attention).eval()
     assert set(entry["cases"]) == {"square24", "odd29x37"}
     for case in entry["cases"].values():
         lr, sr = case["lr"], case["sr"]
@@ -42,7 +44,7 @@ def test_golden_outputs(golden: dict, scale: int, attention: str) -> None:
 def test_golden_inferred_scale_and_prefix(golden: dict) -> None:
     for scale in SCALES:
         state = {f"module.{k}": v for k, v in golden[f"x{scale}"]["state_dict"].items()}
-        assert ESRT.from_official_checkpoint(state).scale == scale
+        assert from_official(state).scale == scale
 
 
 @pytest.mark.parametrize("scale", SCALES)
@@ -70,15 +72,15 @@ def test_every_parameter_gets_a_gradient(scale: int) -> None:
 
 def test_round_trip_official_names(golden: dict) -> None:
     state = golden["x4"]["state_dict"]
-    model = ESRT.from_official_checkpoint(state).double().eval()
-    official = model.to_official_state_dict()
+    model = from_official(state).double().eval()
+    official = to_official(model)
     assert set(official) == set(state)
     for key, value in state.items():
         if UNUSED.search(key):
             assert torch.equal(official[key], torch.ones(1, dtype=official[key].dtype))
         else:
             assert torch.equal(official[key], value.double()), key
-    again = ESRT.from_official_checkpoint(official).double().eval()
+    again = from_official(official).double().eval()
     lr = golden["x4"]["cases"]["odd29x37"]["lr"]
     with torch.no_grad():
         assert torch.equal(model(lr), again(lr))
@@ -89,42 +91,42 @@ def test_round_trip_random_weights_all_scales(tmp_path) -> None:
         torch.manual_seed(scale)
         model = ESRT(scale=scale).eval()
         path = tmp_path / f"x{scale}.pth"
-        torch.save(model.to_official_state_dict(), path)
-        again = ESRT.from_official_checkpoint(path).eval()
+        torch.save(to_official(model), path)
+        again = load_network(path).eval()
         lr = torch.rand(1, 3, 9, 11)
         with torch.no_grad():
             assert torch.equal(model(lr), again(lr))
 
 
 def test_checkpoint_errors_list_keys(tmp_path) -> None:
-    state = ESRT(scale=2).to_official_state_dict()
+    state = to_official(ESRT(scale=2))
     missing = dict(state)
     del missing["body.0.attention.norm1.weight"]
     del missing["tail.1.bias"]
     with pytest.raises(ValueError, match=r"missing \(2\): body\.0\.attention\.norm1\.weight, tail\.1\.bias"):
-        ESRT.from_official_checkpoint(missing)
+        from_official(missing)
     shaped = dict(state)
     shaped["head.0.weight"] = torch.zeros(32, 3, 5, 5)
     with pytest.raises(ValueError, match=r"mis-shaped \(1\): head\.0\.weight: checkpoint \(32, 3, 5, 5\)"):
-        ESRT.from_official_checkpoint(shaped)
+        from_official(shaped)
     extra = dict(state)
     extra["body.0.bogus.weight"] = torch.zeros(1)
     with pytest.raises(ValueError, match=r"unexpected \(1\): body\.0\.bogus\.weight"):
-        ESRT.from_official_checkpoint(extra)
+        from_official(extra)
     with pytest.raises(ValueError, match="scale=3 was asked for but the checkpoint is a x2 model"):
-        ESRT.from_official_checkpoint(state, scale=3)
+        from_official(state, scale=3)
     with pytest.raises(FileNotFoundError, match="nope.pth"):
-        ESRT.from_official_checkpoint(tmp_path / "nope.pth")
+        load_network(tmp_path / "nope.pth")
     wrapped = tmp_path / "wrapped.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, wrapped)
-    assert ESRT.from_official_checkpoint(wrapped).scale == 2
+    assert load_network(wrapped).scale == 2
 
 
 def test_checkpoint_refuses_pickled_objects(tmp_path) -> None:
     path = tmp_path / "pickled.pth"
-    torch.save({"state_dict": ESRT(scale=2).to_official_state_dict(), "extra": object()}, path)
+    torch.save({"state_dict": to_official(ESRT(scale=2)), "extra": object()}, path)
     with pytest.raises(Exception, match="(?i)weights_only|unsupported global"):
-        ESRT.from_official_checkpoint(path)
+        load_network(path)
 
 
 @pytest.mark.parametrize(
@@ -256,14 +258,14 @@ def test_rsa_off_equals_unit_scales() -> None:
     lr = torch.rand(1, 3, 6, 6)
     with torch.no_grad():
         assert torch.equal(fixed(lr), learnable(lr))
-    official = fixed.to_official_state_dict()
-    assert set(official) == set(learnable.to_official_state_dict())
-    assert n_params(ESRT.from_official_checkpoint(official, rsa=False)) == n_params(fixed)
+    official = to_official(fixed)
+    assert set(official) == set(to_official(learnable))
+    assert n_params(from_official(official, rsa=False)) == n_params(fixed)
 
 
 def test_to_official_refuses_non_released_knobs() -> None:
     with pytest.raises(ValueError, match=r"cannot hold these knobs: \{'n_hpb': 2\}"):
-        ESRT(scale=2, n_hpb=2).to_official_state_dict()
+        to_official(ESRT(scale=2, n_hpb=2))
 
 
 @pytest.mark.parametrize(

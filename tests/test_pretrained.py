@@ -16,10 +16,9 @@ from PIL import Image
 
 import esrt_lit.models.pretrained as pretrained_module
 from esrt_lit.evaluation import evaluate_folder
-from esrt_lit.models import ESRT
 from esrt_lit.models.files import CheckpointError
 from esrt_lit.models.loading import load_network
-from esrt_lit.models.pretrained import PRETRAINED, pretrained_path, provenance
+from esrt_lit.models.pretrained import PRETRAINED, pretrained_path, pretrained_state, provenance
 from esrt_lit.paths import PROJECT_ROOT
 from train_helpers import run_command
 
@@ -50,14 +49,13 @@ def test_shipped_file_checksum_and_provenance(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_from_pretrained_and_by_name(name: str) -> None:
-    net = ESRT.from_pretrained(name)
+def test_loaded_by_name(name: str) -> None:
+    net = load_network(f"pretrained:{name}")
     assert not net.training and net.scale == PRETRAINED[name].scale
-    by_name = load_network(f"pretrained:{name}")
-    assert all(
-        torch.equal(a, b)
-        for a, b in zip(net.state_dict().values(), by_name.state_dict().values(), strict=True)
-    )
+    state, config = pretrained_state(name)
+    assert net.config == config
+    assert state.keys() == net.state_dict().keys()
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in state.items())
     with pytest.raises(CheckpointError, match=rf"scale=9 was asked for but pretrained:{name} holds an x"):
         load_network(f"pretrained:{name}", scale=9)
 
@@ -66,7 +64,7 @@ def test_unknown_name_lists_the_shipped_weights() -> None:
     with pytest.raises(
         CheckpointError, match=r"pretrained:x8: no such shipped weights; shipped: pretrained:x"
     ):
-        ESRT.from_pretrained("x8")
+        load_network("pretrained:x8")
 
 
 def test_a_changed_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -79,7 +77,7 @@ def test_a_changed_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     target.write_bytes(bytes(data))
     monkeypatch.setattr(pretrained_module, "_folder", lambda: copy)
     with pytest.raises(CheckpointError, match=r"SHA-256 .* is not the shipped .*reinstall esrt-lit"):
-        ESRT.from_pretrained(name)
+        load_network(f"pretrained:{name}")
 
 
 def _documented_scores() -> dict[str, dict[str, float]]:
@@ -99,7 +97,7 @@ def _documented_scores() -> dict[str, dict[str, float]]:
 def test_shipped_weights_score_what_the_docs_say(name: str, benchmarks: Path) -> None:
     """Set5 measured now; the docs' Set5 and Set14 cells are the provenance's (measured when shipped)."""
     documented, recorded = _documented_scores()[name], provenance(name)["scores"]
-    net = ESRT.from_pretrained(name)
+    net = load_network(f"pretrained:{name}")
     measured = evaluate_folder(benchmarks / "Set5", net.scale, net)["psnr"]
     assert measured == pytest.approx(recorded["Set5"]["psnr"], abs=1e-4)
     assert measured == pytest.approx(documented["Set5"], abs=0.01)

@@ -8,6 +8,7 @@ import torch
 
 from esrt_lit.inference import upscale
 from esrt_lit.models import ESRT, Bicubic
+from esrt_lit.models.official import from_official
 from esrt_lit.models.streaming import forward_streamed
 from esrt_lit.models.transformer import chunk_ranges
 
@@ -54,7 +55,7 @@ def test_streamed_equals_whole_image(scale: int, knobs: dict, hw: tuple, rows: i
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_streamed_reproduces_the_released_network(golden: dict, scale: int) -> None:
-    net = ESRT.from_official_checkpoint(golden[f"x{scale}"]["state_dict"]).double().eval()
+    net = from_official(golden[f"x{scale}"]["state_dict"]).double().eval()
     for case in golden[f"x{scale}"]["cases"].values():
         with torch.inference_mode():
             out = forward_streamed(net, case["lr"], rows=4)

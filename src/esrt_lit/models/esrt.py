@@ -8,19 +8,15 @@ exposed for its ablations. Inputs and outputs are RGB in [0, 1] (no mean shift).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from esrt_lit.models import official
 from esrt_lit.models.config import SCALES, AttentionImpl, ESRTConfig, check_attention, check_scale
-from esrt_lit.models.files import read_checkpoint
 from esrt_lit.models.hpb import LCB
 from esrt_lit.models.layers import ConvReLU, Scale, Upsampler, conv3x3
-from esrt_lit.models.pretrained import pretrained_state
 from esrt_lit.models.transformer import LTB
 
 __all__ = ["ESRT", "IR", "SCALES", "check_scale"]
@@ -59,17 +55,17 @@ class ESRT(nn.Module):
 
     def __init__(
         self,
-        scale: int = 4,
-        n_feats: int = 32,
-        n_hpb: int = 3,
-        n_et: int = 1,
-        et_heads: int = 8,
-        attn_splits: int = 4,
-        mlp_ratio: float = 0.25,
-        rsa: bool = True,
-        hfm: bool = True,
-        low_repeats: int = 5,
-        attention: AttentionImpl = "sdpa",
+        scale: int = ESRTConfig.scale,
+        n_feats: int = ESRTConfig.n_feats,
+        n_hpb: int = ESRTConfig.n_hpb,
+        n_et: int = ESRTConfig.n_et,
+        et_heads: int = ESRTConfig.et_heads,
+        attn_splits: int = ESRTConfig.attn_splits,
+        mlp_ratio: float = ESRTConfig.mlp_ratio,
+        rsa: bool = ESRTConfig.rsa,
+        hfm: bool = ESRTConfig.hfm,
+        low_repeats: int = ESRTConfig.low_repeats,
+        attention: AttentionImpl = ESRTConfig.attention,
     ) -> None:
         super().__init__()
         config = ESRTConfig(
@@ -136,54 +132,3 @@ class ESRT(nn.Module):
         body = self.body_conv(self.skip_scale(f0) + self.body_scale(ltb(self.lcb(f0))))
         out = ir(body, f0)
         return out.contiguous() if nhwc else out
-
-    @classmethod
-    def from_official_checkpoint(
-        cls, checkpoint: str | Path | Mapping[str, torch.Tensor], **knobs: Any
-    ) -> ESRT:
-        """Build an ESRT from a checkpoint of the authors' released code.
-
-        Accepts a path (read with ``weights_only=True``) or a state_dict, optionally wrapped in
-        ``{"state_dict": ...}`` or ``{"model": ...}``. Strips a ``module.`` prefix, infers the scale
-        from the upsampler's shapes, ignores the unused ARFB ``weight1`` scalars, and raises one
-        error listing every missing, unexpected or mis-shaped key.
-
-        Args:
-            checkpoint: path or state_dict under the released parameter names.
-            **knobs: other constructor arguments (e.g. ``attention="explicit"``); ``scale``, if given,
-                must agree with the checkpoint.
-        """
-        source = str(checkpoint) if isinstance(checkpoint, (str, Path)) else "state_dict"
-        content = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
-        state = official.unwrap_state_dict(content, source)
-        scale = official.released_scale(state, source)
-        if knobs.get("scale", scale) != scale:
-            raise ValueError(f"scale={knobs['scale']} was asked for but the checkpoint is a x{scale} model")
-        model = cls(**{**knobs, "scale": scale})
-        model.load_state_dict(official.checkpoint_filter_fn(state, model, source))
-        return model
-
-    @classmethod
-    def from_pretrained(cls, name: str = "x4") -> ESRT:
-        """The weights trained by esrt-lit and shipped with the package, in eval mode: ``"x2"``, ``"x4"``
-        (see :mod:`esrt_lit.models.pretrained`; their SHA-256 is checked).
-
-        Raises:
-            CheckpointError: a name with no shipped weights (the message lists those shipped), or a file
-                that is not the one shipped.
-        """
-        state, config = pretrained_state(name)
-        model = cls(**config)
-        model.load_state_dict(state)
-        return model.eval()
-
-    def to_official_state_dict(self) -> dict[str, torch.Tensor]:
-        """This model's weights under the released code's parameter names (strict-loadable there).
-
-        The unused ARFB ``weight1`` scalars are filled with their initial value 1; with ``rsa=False``
-        every fixed residual scale is written as 1.
-
-        Raises:
-            ValueError: a knob differs from the released architecture, which cannot hold the weights.
-        """
-        return official.to_official(self)

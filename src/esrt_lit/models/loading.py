@@ -7,7 +7,7 @@
   plain values of its known knobs only: nothing a checkpoint holds is imported or called), with the
   EMA weights when it has them;
 * weights of the authors' released code, wrapped in ``state_dict``/``model`` or not, with or without
-  DataParallel's ``module.`` prefix (:meth:`ESRT.from_official_checkpoint`);
+  DataParallel's ``module.`` prefix (:func:`~esrt_lit.models.official.from_official`);
 * the weights shipped with the package, by name (``pretrained:x4``, :mod:`esrt_lit.models.pretrained`);
 * a state dict of this port's :class:`~esrt_lit.models.ESRT` (``torch.save(net.state_dict())``): the
   architecture is read off the tensors (features, HPBs, ETs, MLP width, RSA, HFM, scale; the heads,
@@ -32,8 +32,8 @@ from torch import nn
 from esrt_lit.models.config import ESRTConfig
 from esrt_lit.models.esrt import ESRT
 from esrt_lit.models.files import EXPECTED, CheckpointError, read_checkpoint
-from esrt_lit.models.official import unwrap_state_dict
-from esrt_lit.models.pretrained import PREFIX
+from esrt_lit.models.official import from_official, unwrap_state_dict
+from esrt_lit.models.pretrained import PREFIX, pretrained_state
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
@@ -198,6 +198,14 @@ def _from_port_state(state: Mapping[str, torch.Tensor], source: str, knobs: Mapp
     return net
 
 
+def _from_pretrained(name: str) -> ESRT:
+    """The shipped weights ``name`` (``pretrained:x4``; their SHA-256 checked) in their network."""
+    state, config = pretrained_state(name)
+    net = ESRT(**config)
+    net.load_state_dict(state)
+    return net
+
+
 def load_network(
     source: str | Path,
     scale: int | None = None,
@@ -219,7 +227,7 @@ def load_network(
     """
     name = str(source)
     if name.startswith(PREFIX):
-        return _check_scale(ESRT.from_pretrained(name), scale, name)
+        return _check_scale(_from_pretrained(name), scale, name).eval()
     path = Path(source).expanduser()
     content = read_checkpoint(path)
     if (config := checkpoint_network_config(content, name)) is not None:
@@ -241,7 +249,7 @@ def load_network(
             net = _from_port_state(state, name, knobs if scale is None else {**knobs, "scale": scale})
         elif "head.0.weight" in state:
             try:
-                net = ESRT.from_official_checkpoint(state, **knobs)
+                net = from_official(state, name, **knobs)
             except ValueError as err:
                 raise CheckpointError(f"{name}: {err}") from None
         else:

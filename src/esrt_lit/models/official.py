@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from esrt_lit.models.arfb import ARFB, ResidualUnit
+from esrt_lit.models.config import ESRTConfig
+from esrt_lit.models.esrt import ESRT
 from esrt_lit.models.hpb import HPB, LCB
 from esrt_lit.models.layers import ChannelAttention, Scale
 from esrt_lit.models.transformer import LTB, EfficientTransformer
-
-if TYPE_CHECKING:
-    from esrt_lit.models.esrt import ESRT
 
 # Child path in this port -> path in the released code, per module class. Unlisted children keep their name.
 _RENAMES: dict[type[nn.Module], dict[str, str]] = {
@@ -65,16 +64,10 @@ _TOP = {
     "ir.skip_conv": "up.1",
 }
 _UNUSED = re.compile(r"(^|\.)(encoder|decoder_low|decoder_high|alise)\.weight1\.scale$")
-RELEASED_KNOBS = {
-    "n_feats": 32,
-    "n_hpb": 3,
-    "n_et": 1,
-    "et_heads": 8,
-    "attn_splits": 4,
-    "mlp_ratio": 0.25,
-    "hfm": True,
-    "low_repeats": 5,
-}
+#: The knobs the released code fixes (its defaults, :class:`ESRTConfig`'s): weights under the released
+#: names exist only for these values. RSA off is written as scales of 1; the attention implementation
+#: and the scale leave no trace in the names.
+RELEASED_KNOBS = {k: v for k, v in ESRTConfig().as_dict().items() if k not in ("scale", "rsa", "attention")}
 
 
 def official_name(model: nn.Module, name: str) -> str:
@@ -105,7 +98,13 @@ def _fixed_scales(model: nn.Module) -> list[str]:
 
 
 def to_official(model: ESRT) -> dict[str, torch.Tensor]:
-    """State dict of ``model`` under the released names, with the unused ``weight1`` scalars set to 1."""
+    """``model``'s weights under the released code's parameter names (strict-loadable there); the
+    unused ARFB ``weight1`` scalars are filled with their initial value 1, and with ``rsa=False`` every
+    fixed residual scale is written as 1.
+
+    Raises:
+        ValueError: a knob differs from the released architecture, which cannot hold the weights.
+    """
     differing = {k: model.config[k] for k, v in RELEASED_KNOBS.items() if model.config[k] != v}
     if differing:
         raise ValueError(
@@ -195,3 +194,26 @@ def checkpoint_filter_fn(
             lines.append("  residual scales != 1 but rsa=False: " + ", ".join(bad_fixed))
         raise ValueError("\n".join(lines))
     return {names[k]: state[k] for k in names}
+
+
+def from_official(state: Mapping[str, torch.Tensor], source: str = "state_dict", **knobs: Any) -> ESRT:
+    """An ESRT holding released-names weights (see :func:`unwrap_state_dict`; the scale is read off the
+    upsampler's shapes).
+
+    Args:
+        state: the released weights, wrapped in ``{"state_dict": ...}``/``{"model": ...}`` or not.
+        source: what to name in errors (the file).
+        **knobs: other constructor arguments (e.g. ``attention="explicit"``); ``scale``, if given,
+            must agree with the weights.
+
+    Raises:
+        ValueError: not released ESRT weights, another scale, or one message listing every missing,
+            unexpected or mis-shaped key.
+    """
+    state = unwrap_state_dict(state, source)
+    scale = released_scale(state, source)
+    if knobs.get("scale", scale) != scale:
+        raise ValueError(f"scale={knobs['scale']} was asked for but the checkpoint is a x{scale} model")
+    model = ESRT(**{**knobs, "scale": scale})
+    model.load_state_dict(checkpoint_filter_fn(state, model, source))
+    return model

@@ -7,7 +7,7 @@ Its SHA-256 is checked on every load. They are short-budget weights, trained in 
 paper's (see ``docs/training.md``, "Pretrained weights").
 
 Load them by name wherever a checkpoint is accepted (``ckpt_path=pretrained:x4``), or in Python with
-``ESRT.from_pretrained("x4")``.
+``load_network("pretrained:x4")`` (:mod:`esrt_lit.models.loading`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
+from esrt_lit.models.config import ESRTConfig
 from esrt_lit.models.files import CheckpointError, read_checkpoint
-from esrt_lit.models.official import RELEASED_KNOBS
 
 __all__ = ["PREFIX", "PRETRAINED", "Pretrained", "pretrained_path", "pretrained_state", "provenance"]
 
@@ -49,20 +49,17 @@ class Pretrained:
         return int(self.config["scale"])
 
 
-#: The released network's knobs, which every shipped set has: RSA on, attention through SDPA.
-_RELEASED = {**RELEASED_KNOBS, "rsa": True, "attention": "sdpa"}
-
-#: The shipped weights by name: ESRT with the released knobs, trained by ``experiment=pretrained_<name>``.
+#: The shipped weights by name: the released network (:class:`ESRTConfig`'s defaults), trained by ``experiment=pretrained_<name>``.
 PRETRAINED: dict[str, Pretrained] = {
     "x2": Pretrained(
         "esrt_x2.pt",
         "2c020ccaec5f5ef2087acd75bb2c3741f23296f7d213f23235f1da91d2f7c298",
-        {"scale": 2, **_RELEASED},
+        ESRTConfig(scale=2).as_dict(),
     ),
     "x4": Pretrained(
         "esrt_x4.pt",
         "bf38402cdb1c6306a0be9dd68aecc75b494a4b449db8b29b8e80cd7b71dc578c",
-        {"scale": 4, **_RELEASED},
+        ESRTConfig(scale=4).as_dict(),
     ),
 }
 
