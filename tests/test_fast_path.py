@@ -1,12 +1,24 @@
 """The GPU fast path, as far as a CPU can check it: the compiled training step computes eager's losses,
 evaluation never recompiles, checkpoints of compiled and eager runs are interchangeable, the loss is
 read back from the device only at logging steps, a non-finite loss is skipped on the device by a fused
-optimizer, the run records its speed, and ``auto`` settings follow the device. The CUDA-graph runs
-themselves are in ``tests/test_cuda.py``."""
+optimizer, the run records its speed, ``auto`` settings follow the device, and a step that fails to
+compile or capture continues eagerly from the same step (a test backend fails on purpose) while the
+network's own errors still surface, and ``.ci/gpu-check`` leaves its table behind when a stage fails, is
+cut at its budget or the call is killed (with a stand-in ``python3``). The CUDA-graph runs themselves are
+in ``tests/test_cuda.py``."""
 
 from __future__ import annotations
 
 import functools
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,12 +26,16 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from functorch.compile import make_boxed_func
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
+from torch._dynamo.backends.common import aot_autograd
 from torch._dynamo.utils import counters
+from torch._inductor.exc import InductorError
 
 from esrt_lit.data.datamodule import SRDataModule
+from esrt_lit.paths import PROJECT_ROOT
 from esrt_lit.training.callbacks import (
     LearningRateMonitor,
     NonFiniteLossError,
@@ -27,6 +43,7 @@ from esrt_lit.training.callbacks import (
     TrainingSpeed,
 )
 from esrt_lit.training.module import SRLitModule, compile_mode
+from esrt_lit.training.records import run_metrics
 from train_helpers import NaNAfter, make_tiny_images, tiny_datamodule, tiny_net, tiny_trainer
 
 
@@ -89,6 +106,7 @@ def test_compiled_step_matches_eager_and_evaluation_never_recompiles(
         runs[mode] = (losses.values, module, counters["stats"]["unique_graphs"] - graphs)
     (eager, eager_module, _), (compiled, module, graphs) = runs[False], runs["reduce-overhead"]
     assert module.compile_mode == "reduce-overhead" and eager_module.compile_mode is None
+    assert module.fast_path == "compiled (reduce-overhead)" and eager_module.fast_path == "eager"
     assert len(compiled) == len(eager) == steps
     np.testing.assert_allclose(compiled, eager, rtol=1e-5)  # measured: 1.9e-7
     # the forward and backward of one training shape; validation on three sizes compiled nothing
@@ -227,3 +245,296 @@ def test_optimizer_is_fused_on_cuda_unless_set(monkeypatch: pytest.MonkeyPatch) 
     assert module._fused_on_cuda(off) is off
     no_fused = functools.partial(torch.optim.RMSprop, lr=1e-3)  # has no fused implementation
     assert module._fused_on_cuda(no_fused) is no_fused
+
+
+class FlipLoss(torch.nn.Module):
+    """L1 loss with a switch dynamo guards on: flipping it (:class:`FlipAt`) compiles a second graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flipped = False
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        if self.flipped:
+            return torch.nn.functional.l1_loss(sr, hr)
+        return (sr - hr).abs().mean()
+
+
+class FlipAt(Callback):
+    """Flip the module's :class:`FlipLoss` before training step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            pl_module.loss_fn.flipped = True
+
+
+class GraphBreak(torch.nn.Module):
+    """:func:`tiny_net` and a 1×1 convolution after a graph break: a step of three graphs (the network, the
+    convolution, the loss), whose backwards run in reverse: the convolution's gradients are accumulated
+    before the network's backward is lowered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = tiny_net()
+        self.scale = self.net.scale
+        self.post = torch.nn.Conv2d(3, 3, 1)
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        sr = self.net(lr)
+        torch._dynamo.graph_break()
+        return self.post(sr)
+
+
+#: the start of the reason a lowering that :func:`failing_backend` fails gives
+LOWERING = "InductorError: NotImplementedError: no lowering for aten.fake_op in the "
+
+
+def failing_backend(fail: str, at: int) -> Callable[..., Any]:
+    """A :func:`torch.compile` backend: AOTAutograd running the traced graphs as they are, except that it
+    fails the way inductor and CUDA graphs do: ``fail="forward"`` raises inductor's ``InductorError``
+    compiling the ``at``-th forward graph, ``"backward"`` the ``at``-th backward (lowered at its first
+    backward); ``"capture"`` raises an out-of-memory error at the ``at``-th call of a compiled forward."""
+    graphs, backwards, calls = [0], [0], [0]
+
+    def lowering_failed(where: str) -> InductorError:
+        return InductorError(
+            NotImplementedError(f"no lowering for aten.fake_op in the {where}\ndetail"), None
+        )
+
+    def forward(gm: torch.fx.GraphModule, inputs: Any) -> Callable[..., Any]:
+        graphs[0] += 1
+        if fail == "forward" and graphs[0] == at:
+            raise lowering_failed("forward")
+
+        def run(args: list[Any]) -> Any:
+            calls[0] += 1
+            if fail == "capture" and calls[0] == at:
+                raise torch.OutOfMemoryError("CUDA out of memory while capturing a CUDA graph")
+            return gm(*args)
+
+        run._boxed_call = True  # type: ignore[attr-defined]
+        return run
+
+    def backward(gm: torch.fx.GraphModule, inputs: Any) -> Callable[..., Any]:
+        backwards[0] += 1
+        if fail == "backward" and backwards[0] == at:
+            raise lowering_failed("backward")
+        return make_boxed_func(gm.forward)
+
+    return aot_autograd(fw_compiler=forward, bw_compiler=backward)
+
+
+@pytest.fixture
+def fresh_dynamo() -> Iterator[None]:
+    """Dynamo's caches emptied before and after (the step's code object is shared by every module)."""
+    torch.compiler.reset()
+    yield
+    torch.compiler.reset()
+
+
+def run_steps(
+    data: dict[str, Path], tmp_path: Path, module: SRLitModule, steps: int = 6, flip_at: int = 3
+) -> Trainer:
+    run = tiny_trainer(tmp_path, callbacks=[FlipAt(flip_at)], max_steps=steps, limit_val_batches=0)
+    run.fit(module, datamodule=datamodule(data, steps))
+    return run
+
+
+@pytest.mark.parametrize(
+    ("net", "fail", "at", "step", "reason"),
+    [
+        (tiny_net, "forward", 1, 0, f"{LOWERING}forward"),
+        (tiny_net, "backward", 1, 0, f"{LOWERING}backward"),
+        (GraphBreak, "backward", 3, 0, f"{LOWERING}backward"),  # the first graph's, after the others'
+        (tiny_net, "capture", 2, 1, "OutOfMemoryError: CUDA out of memory while capturing a CUDA graph"),
+        (tiny_net, "forward", 2, 3, f"{LOWERING}forward"),
+    ],
+    ids=["compile", "backward-compile", "backward-compile-past-a-graph-break", "capture-oom", "recompile"],
+)
+def test_failed_compile_continues_eager_from_the_same_step(
+    net: Callable[[], torch.nn.Module],
+    fail: str,
+    at: int,
+    step: int,
+    reason: str,
+    data: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    fresh_dynamo: None,
+) -> None:
+    compile_ = torch.compile
+    backend = failing_backend(fail, at)
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None: compile_(fn, backend=backend))
+    eager = SRLitModule(net(), loss=FlipLoss())
+    run_steps(data, tmp_path / "eager", eager)
+    assert eager.fast_path == "eager"
+    module = SRLitModule(net(), loss=FlipLoss(), compile="default")  # forced on a CPU
+    with caplog.at_level(logging.WARNING, logger="esrt_lit.training.module"):
+        run = run_steps(data, tmp_path, module)
+    said = [r.getMessage() for r in caplog.records if "module.compile=false" in r.getMessage()]
+    assert said == [
+        f"the compiled training step failed ({reason}); continuing eager from step {step} with the same "
+        "weights and optimizer state — set module.compile=false to skip compiling"
+    ]
+    assert run.global_step == 6 and module.compile_mode == "default"
+    assert run_metrics(2, tmp_path, module, run, {}, {})["speed/fast_path"] == f"eager ({reason})"
+    # the failed step recomputed once, eagerly: a step skipped or applied twice moves the weights by ~lr
+    for (name, value), expected in zip(
+        module.net.state_dict().items(), eager.net.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_working_compiled_step_is_recorded(
+    data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_dynamo: None
+) -> None:
+    """No failure: the step stays compiled; an out-of-memory error after the capture steps is the run's."""
+    compile_ = torch.compile
+    backend = failing_backend("capture", 7)  # step 6: three steps after the recompile at step 3
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None: compile_(fn, backend=backend))
+    module = SRLitModule(tiny_net(), loss=FlipLoss(), compile="default")
+    with pytest.raises(torch.OutOfMemoryError, match="while capturing"):
+        run_steps(data, tmp_path, module, steps=8)
+    assert module.fast_path == "compiled (default)"
+    module = SRLitModule(tiny_net(), compile="default")
+    run = run_steps(data, tmp_path, module, steps=2)
+    assert run_metrics(2, tmp_path, module, run, {}, {})["speed/fast_path"] == "compiled (default)"
+
+
+@pytest.mark.parametrize(
+    ("net", "error", "match"),
+    [
+        (functools.partial(tiny_net, attn_splits=200), ValueError, "input of 12×12 pixels is too small"),
+        (functools.partial(tiny_net, scale=3), RuntimeError, "must match the size"),  # 36 against 24 pixels
+    ],
+    ids=["network-check", "shape-error-while-tracing"],
+)
+@pytest.mark.filterwarnings("ignore:Using a target size:UserWarning")
+def test_network_errors_in_the_compiled_step_are_not_swallowed(
+    net: Callable[[], torch.nn.Module],
+    error: type[Exception],
+    match: str,
+    data: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    fresh_dynamo: None,
+) -> None:
+    """The network's ``ValueError`` reaches the caller as itself; an op's error that dynamo meets while
+    tracing (``TorchRuntimeError``, a dynamo exception) is raised again by the eager recompute, as eager's."""
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None: compile_(fn, backend="aot_eager"))
+    module = SRLitModule(net(), compile="default")
+    with (
+        caplog.at_level(logging.WARNING, logger="esrt_lit.training.module"),
+        pytest.raises(error, match=match) as raised,
+    ):
+        run_steps(data, tmp_path, module, steps=2)
+    assert type(raised.value) is error
+    assert module.fast_path == "compiled (default)"
+    assert not [r for r in caplog.records if "module.compile=false" in r.getMessage()]
+
+
+#: ``python3`` of a machine without a GPU, for ``.ci/gpu-check``: each stage's command answers as the test
+#: needs (``REFERENCE_SLEEP`` holds the reference run); anything else is the real Python.
+FAKE_PYTHON = """#!/usr/bin/env bash
+case "$*" in
+  "-m pip install"*) exit 0 ;;
+  "-c import torch"*) echo "torch 0.0 lightning 0.0" ;;
+  "-m pytest"*) echo "FAILED tests/test_cuda.py::test_x - AssertionError: boom"; echo "1 failed, 5 passed in 3.2s"; exit 1 ;;
+  "-m esrt_lit.bench"*--quick*) echo "row: | train step b16 p48 | captured (CUDA graphs) | 20 it/s |"; exec sleep 60 ;;
+  "-m esrt_lit.bench"*) echo "| train loop b16 p48 | python -m esrt_lit.train | 10 it/s |" ;;
+  "-m esrt_lit.train"*)
+    for a in "$@"; do case "$a" in hydra.run.dir=*) dir=${a#hydra.run.dir=} ;; esac; done
+    mkdir -p "$dir/checkpoints" && touch "$dir/checkpoints/last.ckpt"
+    echo '{"speed/fast_path": "eager (InductorError: x)", "speed/it_per_s": 31.234, "test/Set5/psnr": 37.1}' \\
+      > "$dir/metrics.json"
+    echo "WARNING the compiled training step failed (InductorError: x); continuing eager from step 0"
+    exec sleep "${REFERENCE_SLEEP:-0}" ;;
+  *) exec "$REAL_PYTHON" "$@" ;;
+esac
+"""
+
+
+def gpu_check_tree(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A checkout holding ``.ci/gpu-check`` and a wheel, and the environment that runs it without a GPU:
+    stand-ins for ``python3`` and ``nvidia-smi``, the quick stage's budget one second, ``OUT`` and ``TMPDIR``."""
+    root, bin_, out = tmp_path / "tree", tmp_path / "bin", tmp_path / "out"
+    for folder in (root / ".ci", root / ".whl", bin_, out, tmp_path / "tmp"):
+        folder.mkdir(parents=True)
+    shutil.copy(PROJECT_ROOT / ".ci" / "gpu-check", root / ".ci" / "gpu-check")
+    (root / ".whl" / "esrt-0-py3-none-any.whl").touch()
+    (bin_ / "python3").write_text(FAKE_PYTHON)
+    (bin_ / "nvidia-smi").write_text("#!/usr/bin/env bash\necho 'Fake GPU, 80 GiB, 0.0'\n")
+    for tool in bin_.iterdir():
+        tool.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_}:{os.environ['PATH']}", REAL_PYTHON=sys.executable, OUT=str(out))
+    env.update(TMPDIR=str(tmp_path / "tmp"), GPU_CHECK_QUICK_S="1")
+    return root, env
+
+
+needs_bash = pytest.mark.skipif(
+    not (shutil.which("bash") and shutil.which("timeout")), reason="no bash/timeout"
+)
+
+
+@needs_bash
+def test_gpu_check_records_every_stage_as_it_ends(tmp_path: Path) -> None:
+    assert (
+        subprocess.run(["bash", "-n", str(PROJECT_ROOT / ".ci" / "gpu-check")], check=False).returncode == 0
+    )
+    root, env = gpu_check_tree(tmp_path)
+    done = subprocess.run(
+        [str(root / ".ci" / "gpu-check"), "tests", "quick", "bench", "reference"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 124, done.stderr  # the last failing stage's: quick, cut at its budget
+    assert "warning: over the 9 minutes of one device call" in done.stderr
+    rows = (tmp_path / "out" / "results.md").read_text().splitlines()
+    assert rows[0] == "# gpu-check tests quick bench reference on Fake GPU, 80 GiB, 0.0"
+    cells = {row.split(" | ")[0].removeprefix("| "): row.split(" | ")[1:] for row in rows[4:]}
+    assert list(cells) == ["setup", "tests", "quick", "bench", "reference"]
+    assert cells["setup"][0] == "0" and "torch 0.0 lightning 0.0" in cells["setup"][2]
+    assert cells["tests"][0] == "1"
+    assert (
+        cells["tests"][2]
+        == "1 failed, 5 passed in 3.2s<br>FAILED tests/test_cuda.py::test_x - AssertionError: boom |"
+    )
+    assert cells["quick"][0] == "124 (cut at 1 s)" and int(cells["quick"][1]) < 5
+    assert cells["quick"][2].startswith(r"\| train step b16 p48 \| captured (CUDA graphs) \| 20 it/s \|")
+    assert cells["bench"][0] == "0"
+    assert cells["reference"][2] == (
+        "speed/fast_path eager (InductorError: x); speed/it_per_s 31.23; test/Set5/psnr 37.1<br>"
+        "WARNING the compiled training step failed (InductorError: x); continuing eager from step 0 |"
+    )
+    with tarfile.open(tmp_path / "out" / "gpu-check.tgz") as packed:
+        names = set(packed.getnames())
+    assert {"./tests.log", "./quick.log", "./reference/metrics.json"} <= names
+    assert "./reference/checkpoints/last.ckpt" not in names  # the device tool returns files of 16 MiB at most
+
+
+@needs_bash
+def test_gpu_check_killed_mid_stage_leaves_its_table(tmp_path: Path) -> None:
+    root, env = gpu_check_tree(tmp_path)
+    env["REFERENCE_SLEEP"] = "60"
+    call = subprocess.Popen(
+        [str(root / ".ci" / "gpu-check"), "reference"], env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    results = tmp_path / "out" / "results.md"
+    try:
+        deadline = time.monotonic() + 30
+        while "| reference | running" not in (results.read_text() if results.is_file() else ""):
+            assert time.monotonic() < deadline, "the reference stage never started"
+            time.sleep(0.1)
+    finally:
+        os.killpg(call.pid, signal.SIGKILL)  # the device tool's limit: no trap runs
+        call.wait()
+    rows = results.read_text().splitlines()
+    assert rows[4].startswith("| setup | 0 | ") and rows[5] == "| reference | running (budget 490 s) | | |"
+    with tarfile.open(tmp_path / "out" / "gpu-check.tgz") as packed:
+        assert "./setup.log" in packed.getnames()  # packed when the setup ended

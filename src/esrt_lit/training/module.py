@@ -44,6 +44,9 @@ METRICS = ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")
 RELEASED_OPTIMIZER = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.9, 0.999))
 #: ``compile`` values: ``auto``, or a :func:`torch.compile` mode (``True`` is ``"default"``).
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: Compiled steps after a new graph during which an out-of-memory error is taken for a failed capture:
+#: ``reduce-overhead`` warms a graph up at its first call and records its CUDA graphs at the second.
+CAPTURE_STEPS = 3
 
 
 def compile_mode(option: bool | str, device_type: str, world_size: int) -> str | None:
@@ -68,6 +71,25 @@ def compile_mode(option: bool | str, device_type: str, world_size: int) -> str |
     if device_type != "cuda":
         return None
     return "reduce-overhead" if world_size == 1 else "default"
+
+
+def _graph_count() -> int:
+    """How many graphs dynamo has compiled in this process (it is imported by then: compiling imports it)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def _first_line(err: BaseException) -> str:
+    """``Type: first line of the message`` of ``err``, the compiler's own error named after the wrapper
+    (dynamo's ``BackendCompilerFailed`` opens with a line naming the backend), at most 200 characters."""
+    inner = getattr(err, "inner_exception", None)
+    shown = inner if isinstance(inner, BaseException) else err
+    lines = str(shown).strip().splitlines()
+    text = type(shown).__name__ + (f": {lines[0]}" if lines else "")
+    if shown is not err:
+        text = f"{type(err).__name__}: {text}"
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 class CharbonnierLoss(nn.Module):
@@ -199,7 +221,14 @@ class SRLitModule(LightningModule):
         self._panels: list[tuple[str, torch.Tensor]] = []
         #: the ``torch.compile`` mode of the training step in this fit, None when it runs eagerly
         self.compile_mode: str | None = None
+        #: how the training step ran in the last fit (``speed/fast_path`` of ``metrics.json``):
+        #: ``compiled (<mode>)``, ``eager``, or ``eager (<why compiling failed>)``; None before a fit
+        self.fast_path: str | None = None
         self._compiled_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+        #: the inputs of a compiled step until its backward has run (an eager recompute's inputs)
+        self._step_inputs: tuple[torch.Tensor, torch.Tensor] | None = None
+        #: dynamo's graph count at the last new graph, and compiled steps completed since then
+        self._graphs, self._settled_steps = 0, 0
 
     # -- networks --------------------------------------------------------------------------------------
     @property
@@ -227,9 +256,12 @@ class SRLitModule(LightningModule):
         self.compile_mode = compile_mode(
             self.hparams.get("compile", False), strategy.root_device.type, self.trainer.world_size
         )
-        self._compiled_loss = None
+        self._compiled_loss, self._step_inputs = None, None
+        self.fast_path = "eager"
         if self.compile_mode is not None:
             self._compiled_loss = torch.compile(self._forward_loss, mode=self.compile_mode)
+            self.fast_path = f"compiled ({self.compile_mode})"
+            self._graphs, self._settled_steps = _graph_count(), 0
             log.info("training step compiled with torch.compile(mode=%r)", self.compile_mode)
 
     @staticmethod
@@ -258,9 +290,8 @@ class SRLitModule(LightningModule):
         return self.loss_fn(self.net(lr).float(), hr.float())
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        if self._compiled_loss is not None:
-            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are done with
-            loss = self._compiled_loss(batch["lr"], batch["hr"])
+        if (compiled := self._compiled_loss) is not None:
+            loss = self._compiled_step(compiled, batch["lr"], batch["hr"])
         else:
             loss = self._forward_loss(batch["lr"], batch["hr"])
         if self._logging_step():
@@ -270,6 +301,84 @@ class SRLitModule(LightningModule):
             size = len(batch["lr"])
             self.log("train/loss", value, on_step=True, on_epoch=False, prog_bar=True, batch_size=size)
         return loss
+
+    def _compiled_step(
+        self,
+        compiled: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        lr: torch.Tensor,
+        hr: torch.Tensor,
+    ) -> torch.Tensor:
+        """The loss of the ``compiled`` step; the eager loss, and eager steps from then on, when compiling or
+        capturing it failed (:meth:`_compile_failed`). The network's own errors propagate: the eager recompute
+        raises them again before anything is said or changed."""
+        torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are done with
+        try:
+            loss = compiled(lr, hr)
+        except Exception as err:
+            if not self._compile_failed(err):
+                raise
+            loss = self._forward_loss(lr, hr)
+            self._fall_back(err)
+            return loss
+        if (graphs := _graph_count()) != self._graphs:  # this call compiled a new graph
+            self._graphs, self._settled_steps = graphs, 0
+        self._step_inputs = (lr, hr)
+        return loss
+
+    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        """Backpropagate ``loss``. Within :data:`CAPTURE_STEPS` steps of a new graph (inductor lowers a
+        graph's backward at its first backward, CUDA graphs capture it at the next ones), a compiled step
+        whose backward fails to compile or capture gets back the gradients it had before (another graph of
+        the step, past a graph break, may have added its own) and is recomputed eagerly and backpropagated."""
+        inputs, self._step_inputs = self._step_inputs, None
+        if inputs is None or self._settled_steps >= CAPTURE_STEPS:
+            super().backward(loss, *args, **kwargs)
+            return
+        params = list(self.net.parameters())
+        grads = [None if p.grad is None else p.grad.clone() for p in params]  # None unless accumulating
+        try:
+            super().backward(loss, *args, **kwargs)
+        except Exception as err:
+            if not self._compile_failed(err):
+                raise
+            for p, grad in zip(params, grads, strict=True):
+                p.grad = grad
+            super().backward(self._eager_closure_loss(*inputs), *args, **kwargs)
+            self._fall_back(err)
+            return
+        self._settled_steps += 1
+
+    def _eager_closure_loss(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        """The eager loss of ``lr, hr`` as Lightning hands a step's loss to :meth:`backward`: computed under the
+        precision plugin's autocast, divided by ``accumulate_grad_batches`` and scaled by its gradient scaler."""
+        precision = self.trainer.precision_plugin
+        with precision.train_step_context():
+            loss = self._forward_loss(lr, hr) / self.trainer.accumulate_grad_batches
+        scaler = getattr(precision, "scaler", None)
+        return scaler.scale(loss) if scaler is not None else loss
+
+    def _compile_failed(self, err: Exception) -> bool:
+        """Whether ``err`` is the compiler's, not the network's: a dynamo or inductor exception (inductor's
+        ``InductorError`` is dynamo's ``BackendCompilerFailed``; a network error seen while tracing reaches
+        the caller as itself), or an out-of-memory error within :data:`CAPTURE_STEPS` steps of a new graph
+        (CUDA graphs capture then). An error the eager recompute raises again is raised as the network's."""
+        from torch._dynamo.exc import TorchDynamoException
+
+        if isinstance(err, TorchDynamoException):
+            return True
+        return isinstance(err, torch.OutOfMemoryError) and self._settled_steps < CAPTURE_STEPS
+
+    def _fall_back(self, err: Exception) -> None:
+        """Run the training step eagerly from now on, and say why in one warning line."""
+        reason = _first_line(err)
+        self._compiled_loss, self._step_inputs = None, None
+        self.fast_path = f"eager ({reason})"
+        log.warning(
+            "the compiled training step failed (%s); continuing eager from step %d with the same weights and "
+            "optimizer state — set module.compile=false to skip compiling",
+            reason,
+            self.global_step,
+        )
 
     def _logging_step(self) -> bool:
         """Whether Lightning's loggers write after this step (every ``trainer.log_every_n_steps`` steps, and
