@@ -26,7 +26,9 @@ import torch
 from lightning.pytorch.accelerators import CPUAccelerator
 from omegaconf import DictConfig, OmegaConf
 
+from esrt_lit.config_schema import quote_non_ascii
 from esrt_lit.paths import CONF_DIR
+from esrt_lit.training.callbacks import StopOnSignal
 from esrt_lit.training.checks import (
     check_checkpoint_network,
     check_config,
@@ -34,14 +36,14 @@ from esrt_lit.training.checks import (
     log_resume,
     resolve_monitor_set,
 )
-from esrt_lit.training.records import best_checkpoint, publish, run_metrics, scalars
+from esrt_lit.training.records import best_checkpoint, foreign_best, publish, run_metrics, scalars
 from esrt_lit.utils.checkpoint import resolve_ckpt_path
 from esrt_lit.utils.instantiators import instantiate_callbacks, instantiate_loggers
 from esrt_lit.utils.logging_utils import log_hyperparameters, net_stats
 from esrt_lit.utils.resolvers import register_resolvers
 from esrt_lit.utils.runs import resume_arguments
 from esrt_lit.utils.tables import scores_table
-from esrt_lit.utils.task import ConfigError, objective, run_task
+from esrt_lit.utils.task import ConfigError, Interrupted, objective, run_task
 
 __all__ = ["CONF_DIR", "main", "train"]
 
@@ -63,13 +65,24 @@ def _instantiate(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit, then test the best checkpoint; write ``metrics.json`` into the run folder.
 
+    SIGTERM or SIGINT stops training at the end of the current step with a resumable
+    ``checkpoints/last.ckpt`` (:class:`~esrt_lit.training.callbacks.StopOnSignal`), skips the test, and
+    records ``interrupted`` (e.g. ``"SIGTERM at step 12"``) in ``metrics.json``.
+
     Returns:
         ``(metrics, objects)``: the ``metrics.json`` content and the instantiated ``cfg``, ``datamodule``,
         ``net``, ``module``, ``trainer``.
 
     Raises:
         ConfigError: an invalid value, naming its key, before any training step.
+        Interrupted: a signal stopped the run (the message says how to resume it).
     """
+    stop = StopOnSignal(Path(cfg.paths.output_dir))
+    with stop.handling_signals():
+        return _train(cfg, stop)
+
+
+def _train(cfg: DictConfig, stop: StopOnSignal) -> tuple[dict[str, Any], dict[str, Any]]:
     check_config(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -101,7 +114,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if ckpt_path:
         check_checkpoint_network(ckpt_path, module.hparams["net"])
     callbacks, loggers = instantiate_callbacks(cfg.get("callbacks")), instantiate_loggers(cfg.get("logger"))
-    trainer: L.Trainer = _instantiate(cfg, "trainer", callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = _instantiate(cfg, "trainer", callbacks=[*callbacks, stop], logger=loggers or False)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
     if cfg.trainer.get("deterministic") is True and isinstance(trainer.accelerator, CPUAccelerator):
@@ -114,7 +127,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         if cache := OmegaConf.select(cfg, "paths.compile_cache_dir"):  # a second run skips compiling
             os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache))
         start = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        with stop.stopping():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         fit = {
             **module.restored_scores,  # a resumed run that had nothing left to train
             **module.best_scores(),
@@ -124,13 +138,24 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             "global_step": trainer.global_step,
             "compile_mode": module.compile_mode,
         }
-    if cfg.get("test", True):
-        fit["test_ckpt"] = best_checkpoint(trainer) if cfg.get("train", True) else ckpt_path
+    if cfg.get("test", True) and stop.signum is None:
+        fit["test_ckpt"] = best_checkpoint(trainer, output_dir) if cfg.get("train", True) else ckpt_path
         if fit["test_ckpt"] is None:
-            log.warning("no best checkpoint: testing the current weights")
-        trainer.test(module, datamodule=datamodule, ckpt_path=fit["test_ckpt"], weights_only=True)
+            other = foreign_best(trainer, output_dir)
+            log.warning(
+                "no best checkpoint in this run folder%s: testing the current weights",
+                f" ({other}, restored from ckpt_path, is another run's)" if other else "",
+            )
+        with stop.stopping():
+            trainer.test(module, datamodule=datamodule, ckpt_path=fit["test_ckpt"], weights_only=True)
+    if stop.signum is not None:
+        fit["interrupted"] = stop.summary()
     metrics = run_metrics(cfg.scale, output_dir, module, trainer, stats, fit)
     publish(metrics, output_dir, trainer)
+    if stop.signum is not None:
+        if not trainer.is_global_zero:  # the first process says it, once
+            raise SystemExit(Interrupted(stop.message(), stop.signum).exit_status)
+        raise Interrupted(stop.message(), stop.signum)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "net": net, "module": module, "trainer": trainer}
 
 
@@ -156,9 +181,10 @@ def main() -> None:
     """Command-line entry point; returns ``optimized_metric`` to sweepers (None when it was not logged).
 
     ``resume_dir=<run>`` takes that run's own overrides, the command line's winning
-    (:func:`esrt_lit.utils.runs.resume_arguments`).
+    (:func:`esrt_lit.utils.runs.resume_arguments`); non-ASCII values are quoted for Hydra
+    (:func:`esrt_lit.config_schema.quote_non_ascii`).
     """
-    sys.argv = resume_arguments(sys.argv)
+    sys.argv = resume_arguments([sys.argv[0], *quote_non_ascii(sys.argv[1:])])
     _hydra_main()
 
 

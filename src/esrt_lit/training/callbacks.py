@@ -1,11 +1,16 @@
-"""Callbacks of the training loop: the non-finite loss guard, the learning-rate monitor and the
-training-speed record."""
+"""Callbacks of the training loop: the non-finite loss guard, the learning-rate monitor, the
+training-speed record and the clean stop on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
@@ -13,8 +18,12 @@ import torch.distributed as dist
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor as _LearningRateMonitor
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-__all__ = ["LearningRateMonitor", "NonFiniteLossError", "NonFiniteLossGuard", "TrainingSpeed"]
+from esrt_lit.utils.task import Interrupted
+
+__all__ = ["LearningRateMonitor", "NonFiniteLossError", "NonFiniteLossGuard", "StopOnSignal", "TrainingSpeed"]
 
 log = logging.getLogger(__name__)
 
@@ -250,3 +259,122 @@ class TrainingSpeed(Callback):
             )
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
         log.info("training speed: %s", ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+
+
+class StopOnSignal(Callback):
+    """SIGTERM or SIGINT (Ctrl+C) ends a run resumably instead of killing it.
+
+    Built on Lightning's own SIGTERM handling: its handler sets ``trainer.received_sigterm`` and the loops
+    raise :class:`~lightning.pytorch.utilities.exceptions.SIGTERMException` at the end of the current
+    training step (or evaluation batch). This callback makes SIGINT do the same (it calls Lightning's
+    handler, which under DDP also signals the other processes), records the first signal, and on the
+    exception saves ``checkpoints/last.ckpt`` with the trainer's own checkpoint content, so that
+    ``resume_dir=<run folder>`` continues from that step exactly. Only the first process writes it, without
+    waiting for the others (they may have stopped already); DDP keeps their weights and optimizer states
+    equal to its own. A second Ctrl+C, or a signal outside ``trainer.fit``/``trainer.test`` (setting up,
+    writing the records), raises :class:`~esrt_lit.utils.task.Interrupted` at once.
+
+    Use it with :meth:`handling_signals` around the whole run; afterwards :attr:`signum` says whether a
+    signal came, and :meth:`summary` and :meth:`message` what to record and say.
+
+    Args:
+        run_dir: the run folder (``checkpoints/last.ckpt`` is written in it).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.signum: int | None = None
+        self.saved = False
+        self._trainer: Trainer | None = None
+        self._stage: str | None = None
+
+    @property
+    def ckpt_path(self) -> Path:
+        """Where the interrupted run's checkpoint goes: ``<run folder>/checkpoints/last.ckpt``."""
+        return self.run_dir / "checkpoints" / "last.ckpt"
+
+    @contextmanager
+    def handling_signals(self) -> Iterator[StopOnSignal]:
+        """Handle SIGTERM and SIGINT inside the block (the previous handlers come back after it).
+
+        Nothing is changed outside the main thread, where Python cannot set signal handlers.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {signum: signal.signal(signum, self._handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    @contextmanager
+    def stopping(self) -> Iterator[None]:
+        """Around ``trainer.fit``/``trainer.test``: the stop a recorded signal caused ends the block quietly
+        (Lightning's ``SIGTERMException``, or the :class:`~esrt_lit.utils.task.Interrupted` of a second
+        Ctrl+C); the caller then checks :attr:`signum`.
+
+        Under DDP, a process other than the first may still be waiting in a collective operation when the
+        first one stops (Lightning's ranks check the signal one step apart); the error it then gets is
+        that stop too, which the first process reports.
+        """
+        try:
+            yield
+        except (SIGTERMException, Interrupted):
+            if self.signum is None:
+                raise
+        except Exception as err:
+            if self.signum is None or self._trainer is None or self._trainer.is_global_zero:
+                raise
+            log.info("stopped by %s (%s)", signal.Signals(self.signum).name, err)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        first = self.signum is None
+        if first:
+            self.signum = signum
+            self._stage = self._trainer.state.fn if self._trainer is not None else None
+        # Lightning's handler while trainer.fit/test runs (it calls this one too), this one otherwise
+        lightning = signal.getsignal(signal.SIGTERM)
+        if lightning == self._handle or (not first and signum == signal.SIGINT):
+            raise Interrupted(self.message(), signum)
+        if first:
+            log.warning(
+                "%s received: stopping at the end of the current step (Ctrl+C again stops at once)",
+                signal.Signals(signum).name,
+            )
+            if signum == signal.SIGINT and callable(lightning):
+                lightning(signal.SIGTERM, frame)
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
+            return
+        if trainer.is_global_zero:  # Trainer.save_checkpoint without its barrier
+            checkpoint = trainer._checkpoint_connector.dump_checkpoint()
+            trainer.strategy.save_checkpoint(checkpoint, self.ckpt_path)
+            log.info("interrupted: checkpoint of step %d saved: %s", trainer.global_step, self.ckpt_path)
+        self.saved = True
+
+    def summary(self) -> str:
+        """The signal and where it stopped the run, e.g. ``SIGTERM at step 12``, for ``metrics.json``."""
+        assert self.signum is not None
+        name = signal.Signals(self.signum).name
+        if self._trainer is None:
+            return f"{name} before training started"
+        if self._stage == TrainerFn.TESTING:
+            return f"{name} while testing"
+        return f"{name} at step {self._trainer.global_step}"
+
+    def message(self) -> str:
+        """The one line that ends the run: where it stopped and how to resume."""
+        resume = f"python -m esrt_lit.train resume_dir={self.run_dir}"
+        if self.saved:
+            advice = f"resume with: {resume}"
+        elif self.ckpt_path.is_file():
+            advice = f"stopped before saving; resume from the last checkpoint with: {resume}"
+        else:
+            advice = "no checkpoint was written: start a new run"
+        return f"interrupted by {self.summary()}; {advice}"

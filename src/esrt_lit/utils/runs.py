@@ -6,7 +6,12 @@ their failed jobs.
   metrics and configuration record) unless the run resumes it (``resume_dir``), and a ``resume_dir``
   that is not a run folder with a checkpoint; nothing is created or written then. Before a sweep it
   refuses a sweep folder that already holds jobs; after it, it lists the jobs that failed (their
-  ``FAILED`` files, see :func:`esrt_lit.utils.task.run_task`) and exits non-zero.
+  ``FAILED`` files, see :func:`esrt_lit.utils.task.run_task`) and exits non-zero
+  (:func:`report_failed_jobs`, also called when a signal stops the sweep).
+* A run, resumed run, sweep or sweep job holds its folder's ``.lock`` (an exclusive ``flock``, taken
+  before the folder is checked, so two runs started at once into one folder cannot both pass the check)
+  until it ends; another run into that folder is refused, naming the holder's process id. The operating
+  system drops the lock with the process, so a killed run leaves no stale lock behind.
 * :func:`resume_arguments` makes ``resume_dir=<run>`` take the run's own overrides (its latest
   ``.hydra/**/overrides.yaml``), the command line's winning, and :func:`config_changes` says what then
   differs from the run's recorded configuration. A resumed run records its configuration in
@@ -15,19 +20,30 @@ their failed jobs.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from esrt_lit.utils.task import FAILED_MARKER
+from esrt_lit.utils.task import FAILED_MARKER, Interrupted
 
-__all__ = ["RESUME_KEY", "RunFolders", "config_changes", "find_run_config", "resume_arguments"]
+__all__ = [
+    "LOCK_FILE",
+    "RESUME_KEY",
+    "RunFolders",
+    "config_changes",
+    "find_run_config",
+    "lock_folder",
+    "report_failed_jobs",
+    "resume_arguments",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +52,8 @@ RESUME_KEY = "resume_dir"
 RUN_MARKERS = (".hydra/config.yaml", "checkpoints", "metrics.json", "results.json")
 #: Overrides that belong to one invocation, not to the run's configuration.
 _INVOCATION_KEYS = ("resume_dir", "ckpt_path")
+#: The file a running run holds locked in its folder (it records the holder's process id).
+LOCK_FILE = ".lock"
 
 
 def _is_child_process() -> bool:
@@ -51,6 +69,49 @@ def _run_markers(folder: Path) -> list[str]:
 
 def _fail(message: str) -> None:
     raise SystemExit(f"error: {message}")
+
+
+def _flock(folder: Path, name: str) -> IO[str]:
+    """``folder/.lock`` opened and locked exclusively (created with the folder when missing).
+
+    Raises:
+        SystemExit: one line naming the folder (``name``: the key that gave it and its value) and the
+        process holding it.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = (folder / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        _fail(f"{name} is in use by another run (pid {holder}); wait for it to end, or choose another folder")
+    return handle
+
+
+def lock_folder(folder: Path, name: str) -> IO[str]:
+    """Hold ``folder/.lock`` for this process: until the returned file is closed, or the process ends.
+
+    Args:
+        folder: the run or sweep folder (created when missing).
+        name: how the error line names it, e.g. ``hydra.run.dir=<folder>``.
+
+    Raises:
+        SystemExit: the folder is in use by another run (one line naming it and the holder's pid).
+    """
+    handle = _flock(folder, name)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def _refuse_if_in_use(folder: Path, name: str) -> None:
+    """Fail when a run holds ``folder``'s lock; nothing is written (a folder without a lock file is free)."""
+    if (folder / LOCK_FILE).is_file():
+        _flock(folder, name).close()
 
 
 def check_resume_dir(value: Any) -> Path:
@@ -71,46 +132,97 @@ def check_resume_dir(value: Any) -> Path:
     return folder
 
 
+def _check_run_dir(run_dir: Path) -> None:
+    if markers := _run_markers(run_dir):
+        _fail(
+            f"hydra.run.dir={run_dir} already holds a run ({', '.join(markers)}), which this run would "
+            "overwrite; choose a new folder"
+            + (f", or continue that run with resume_dir={run_dir}" if "checkpoints" in markers else "")
+        )
+
+
+def _check_sweep_dir(sweep_dir: Path) -> None:
+    if jobs := sorted(p.parent.parent.name for p in sweep_dir.glob("*/.hydra/config.yaml")):
+        _fail(
+            f"hydra.sweep.dir={sweep_dir} already holds the jobs of a sweep ({', '.join(jobs)}), which "
+            "this sweep would overwrite; choose a new folder"
+        )
+
+
+def report_failed_jobs(sweep_dir: Path, interrupted: Interrupted | None = None) -> None:
+    """End a sweep that had failed jobs: each one's ``error:`` line (its ``FAILED`` file), then a summary.
+
+    Without failed jobs (and no ``interrupted``), nothing. A sweep stopped by a signal (``interrupted``,
+    whose job is among the failed ones) exits with that signal's status, otherwise with 1.
+
+    Raises:
+        SystemExit: the summary line and the exit status.
+    """
+    failed = sorted(sweep_dir.rglob(FAILED_MARKER))
+    if not failed and interrupted is None:
+        return
+    jobs = len(list(sweep_dir.rglob(".hydra/overrides.yaml")))
+    lines = [f"{p.parent}: {p.read_text().strip()}" for p in failed]
+    print("\n".join(f"error: {line}" for line in lines), file=sys.stderr)  # noqa: T201
+    summary = f"{len(failed)} of {jobs} jobs of the sweep in {sweep_dir} failed"
+    if interrupted is None:
+        raise SystemExit(f"error: {summary}")
+    print(f"error: {summary}; the sweep was interrupted, its other jobs did not run", file=sys.stderr)  # noqa: T201
+    raise SystemExit(interrupted.exit_status)
+
+
 class RunFolders(Callback):
     """Hydra callback guarding run and sweep folders (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, IO[str]] = {}  # "run", "sweep", "job": the lock files held
+
+    def _release(self, what: str) -> None:
+        if (handle := self._locks.pop(what, None)) is not None:
+            handle.close()
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if _is_child_process():
             return
         resume = OmegaConf.select(config, RESUME_KEY, default=None)
         if resume is not None:
-            check_resume_dir(resume)
+            _refuse_if_in_use(Path(str(resume)).expanduser(), f"{RESUME_KEY}={resume}")
+            folder = check_resume_dir(resume)
+            self._locks["run"] = lock_folder(folder, f"{RESUME_KEY}={resume}")
             return
         if OmegaConf.select(config, "ckpt_path", default=None) == "last":
             _fail("ckpt_path=last resumes a run in its own folder: give resume_dir=<run folder> instead")
         run_dir = Path(str(config.hydra.run.dir))
         if run_dir.exists() and not run_dir.is_dir():
             _fail(f"hydra.run.dir={run_dir} is a file; expected a folder for the run")
-        if markers := _run_markers(run_dir):
-            _fail(
-                f"hydra.run.dir={run_dir} already holds a run ({', '.join(markers)}), which this run would "
-                "overwrite; choose a new folder"
-                + (f", or continue that run with resume_dir={run_dir}" if "checkpoints" in markers else "")
-            )
+        if _run_markers(run_dir):  # refused without writing anything, unless a run is still using it
+            _refuse_if_in_use(run_dir, f"hydra.run.dir={run_dir}")
+            _check_run_dir(run_dir)
+        self._locks["run"] = lock_folder(run_dir, f"hydra.run.dir={run_dir}")
+        _check_run_dir(run_dir)  # again, under the lock: a run that ended since may have filled it
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._release("run")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        jobs = sorted(p.parent.parent.name for p in sweep_dir.glob("*/.hydra/config.yaml"))
-        if jobs:
-            _fail(
-                f"hydra.sweep.dir={sweep_dir} already holds the jobs of a sweep ({', '.join(jobs)}), which "
-                "this sweep would overwrite; choose a new folder"
-            )
+        if sweep_dir.is_dir():
+            _refuse_if_in_use(sweep_dir, f"hydra.sweep.dir={sweep_dir}")
+            _check_sweep_dir(sweep_dir)
+        self._locks["sweep"] = lock_folder(sweep_dir, f"hydra.sweep.dir={sweep_dir}")
+        _check_sweep_dir(sweep_dir)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN:  # a job's folder, which resume_dir may name
+            job_dir = Path(str(config.hydra.runtime.output_dir))
+            self._locks["job"] = lock_folder(job_dir, f"the sweep's job folder {job_dir}")
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        self._release("job")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        failed = sorted(sweep_dir.rglob(FAILED_MARKER))
-        if not failed:
-            return
-        jobs = len(list(sweep_dir.rglob(".hydra/overrides.yaml")))
-        lines = [f"{p.parent}: {p.read_text().strip()}" for p in failed]
-        print("\n".join(f"error: {line}" for line in lines), file=sys.stderr)  # noqa: T201
-        raise SystemExit(f"error: {len(failed)} of {jobs} jobs of the sweep in {sweep_dir} failed")
+        self._release("sweep")
+        report_failed_jobs(Path(str(config.hydra.sweep.dir)))
 
 
 def find_run_config(run_dir: Path, name: str, exclude: Path | None = None) -> Path | None:

@@ -5,7 +5,9 @@ or value, and what was expected>``, exit status 1, no traceback. ``ESRT_DEBUG=1`
 ``HYDRA_FULL_ERROR=1``) raises the exception instead, traceback included; a Hydra run also keeps the
 traceback in its log file (``<run folder>/<task>.log``). In a Hydra sweep a failing job is recorded
 (``<job folder>/FAILED``, one line) and the sweep goes on; :class:`~esrt_lit.utils.runs.RunFolders`
-reports the failed jobs at the end and exits non-zero.
+reports the failed jobs at the end and exits non-zero. A run stopped by a signal (:class:`Interrupted`)
+exits with ``128 + the signal's number`` (130 for SIGINT, 143 for SIGTERM); in a sweep it is recorded as
+a failed job too, and the sweep stops there with its failed jobs listed.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from typing import Any, NoReturn, TypeVar
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from esrt_lit.files import atomic_output
+
 __all__ = [
     "FAILED_MARKER",
     "ConfigError",
+    "Interrupted",
     "describe_error",
     "exit_with_error",
     "extras",
@@ -50,6 +55,19 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key and the value."""
 
 
+class Interrupted(Exception):
+    """The run was stopped by a signal; the message says where and how to resume.
+
+    Args:
+        message: the one line, naming the signal.
+        signum: the signal's number; the command exits with ``128 + signum``.
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_status = 128 + signum
+
+
 def show_tracebacks() -> bool:
     """Whether failures raise with their traceback (``ESRT_DEBUG=1`` or ``HYDRA_FULL_ERROR=1``)."""
     return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in DEBUG_VARIABLES)
@@ -68,6 +86,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         OmegaConfBaseException,
         MisconfigurationException,
         NonFiniteLossError,
+        Interrupted,
     )
 
 
@@ -111,12 +130,13 @@ def _log_traceback(err: BaseException) -> None:
 
 
 def report_error(err: BaseException) -> int:
-    """Print ``error: <one line>`` on stderr and return the exit status, 1 (re-raise when debugging)."""
+    """Print ``error: <one line>`` on stderr and return the exit status: 1, or ``128 + signal`` for
+    :class:`Interrupted` (re-raise when debugging)."""
     if show_tracebacks():
         raise err
     _log_traceback(err)
     print(f"error: {describe_error(err)}", file=sys.stderr)  # noqa: T201 - the CLI's error line
-    return 1
+    return err.exit_status if isinstance(err, Interrupted) else 1
 
 
 def exit_with_error(err: BaseException) -> NoReturn:
@@ -144,7 +164,8 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T | None:
 
     A failing single run exits with :func:`exit_with_error`. A failing sweep job writes its line to
     ``<job folder>/FAILED``, logs it and returns None, so that the sweep goes on (an Optuna sweep counts
-    the trial as failed).
+    the trial as failed); an :class:`Interrupted` job writes it too, then ends the sweep with its failed
+    jobs listed (:func:`esrt_lit.utils.runs.report_failed_jobs`), since the signal was meant for the sweep.
     """
     extras(cfg)
     try:
@@ -157,8 +178,15 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T | None:
         _log_traceback(err)
         line = describe_error(err)
         if output_dir:
-            Path(output_dir, FAILED_MARKER).write_text(line + "\n")
+            with atomic_output(Path(output_dir, FAILED_MARKER)) as tmp:
+                tmp.write_text(line + "\n")
         log.error("job failed: %s", line)
+        if isinstance(err, Interrupted):
+            from hydra.core.hydra_config import HydraConfig
+
+            from esrt_lit.utils.runs import report_failed_jobs
+
+            report_failed_jobs(Path(str(HydraConfig.get().sweep.dir)), interrupted=err)
         return None
     finish_wandb(0)
     return result
