@@ -14,6 +14,7 @@ from lightning.pytorch import Callback, LightningDataModule, Trainer
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, open_dict
 
+from esrt_lit.config_schema import check_schema
 from esrt_lit.train import CONF_DIR
 from esrt_lit.training.module import SRLitModule
 from esrt_lit.utils import instantiate_callbacks, instantiate_loggers
@@ -89,6 +90,27 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Pat
         trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False)
         assert isinstance(trainer, Trainer)
     assert cfg.optimized_metric == "val/Set5/psnr_best"
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_passes_the_schema(group: str, option: str, tmp_path: Path) -> None:
+    """Every shipped option's keys are read and typed as their targets and defaults say (no false alarm)."""
+    check_schema(_compose("train", [f"{group}={option}"], tmp_path))
+
+
+@pytest.mark.parametrize("name", ["eval", "upscale", "export"])
+def test_other_commands_pass_the_schema(name: str, tmp_path: Path) -> None:
+    extra = {
+        "eval": ["model=bicubic"],
+        "upscale": ["model=bicubic", "input=a.png"],
+        "export": ["ckpt_path=null"],
+    }
+    if name == "export":
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            cfg = compose(name, overrides=extra[name])
+        check_schema(cfg, name)
+    else:
+        check_schema(_compose(name, extra[name], tmp_path))
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

@@ -11,12 +11,14 @@ and the table is printed.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig, ListConfig
 
+from esrt_lit.config_schema import check_schema, quote_non_ascii
 from esrt_lit.evaluation import format_table, run_benchmarks
 from esrt_lit.inference import resolve_device
 from esrt_lit.paths import CONF_DIR
@@ -74,6 +76,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         ConfigError: no model, conflicting options, a missing benchmark folder, scales the checkpoint
             does not have.
     """
+    check_schema(cfg)
     scales = _scales(cfg)
     model, scale = network_spec(cfg)
     label = None  # bicubic's results name the procedure; a network's, its checkpoint
@@ -104,9 +107,15 @@ def _evaluate_and_report(cfg: DictConfig) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point: score, write ``results.{json,md}``, print the table."""
+def _hydra_main(cfg: DictConfig) -> None:
     run_task(_evaluate_and_report, cfg)
+
+
+def main() -> None:
+    """Command-line entry point: score, write ``results.{json,md}``, print the table (non-ASCII values
+    quoted for Hydra: :func:`esrt_lit.config_schema.quote_non_ascii`)."""
+    sys.argv = [sys.argv[0], *quote_non_ascii(sys.argv[1:])]
+    _hydra_main()
 
 
 if __name__ == "__main__":

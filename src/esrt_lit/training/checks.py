@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from esrt_lit.config_schema import check_schema
 from esrt_lit.models.bicubic import is_bicubic
-from esrt_lit.models.esrt import check_scale
 from esrt_lit.models.files import read_checkpoint
 from esrt_lit.models.loading import checkpoint_network_config, knob_differences
 from esrt_lit.utils.runs import config_changes, find_run_config
@@ -24,18 +24,19 @@ __all__ = ["check_checkpoint_network", "check_config", "check_patch", "log_resum
 
 log = logging.getLogger(__name__)
 
+#: What Lightning reads from the checkpoint a run continues from (its version, the optimiser and scheduler states).
+RUN_CHECKPOINT_KEYS = ("pytorch-lightning_version", "optimizer_states", "lr_schedulers")
+
 
 def check_config(cfg: DictConfig) -> None:
-    """Checks that need no data or network (the rest fails at instantiation, naming its key).
+    """Checks that need no data or network (the rest fails at instantiation, naming its key): the
+    schema (:func:`esrt_lit.config_schema.check_schema`), then what is particular to training.
 
     Raises:
-        ConfigError: ``scale`` not 2, 3 or 4, a training run of a parameter-free model, or a learning
-            rate that is not a positive finite number.
+        ConfigError: a value the schema refuses (``scale`` not 2, 3 or 4 among them), a training run of a
+            parameter-free model, or a learning rate that is not a positive finite number.
     """
-    try:
-        check_scale(cfg.get("scale"))
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+    check_schema(cfg)
     if cfg.get("train", True) and is_bicubic(cfg.get("model")):
         raise ConfigError(
             "model=bicubic has no parameters to train; score it with `python -m esrt_lit.eval model=bicubic`"
@@ -62,6 +63,8 @@ def resolve_monitor_set(cfg: DictConfig, val_names: list[str]) -> None:
 
 def check_patch(net: torch.nn.Module, patch: int) -> None:
     """The training patch is an input the network takes (ESRT needs at least 2x2 and attn_splits pixels)."""
+    if patch < 0:
+        raise ConfigError(f"data.patch_size={patch} is invalid; expected a positive LR patch side")
     if hasattr(net, "check_input"):
         try:
             net.check_input(torch.empty(1, 3, patch, patch, device="meta"))
@@ -69,19 +72,29 @@ def check_patch(net: torch.nn.Module, patch: int) -> None:
             raise ConfigError(f"data.patch_size={patch}: {err}") from None
 
 
+def _not_a_run_checkpoint(ckpt_path: str, why: str) -> ConfigError:
+    return ConfigError(
+        f"ckpt_path={ckpt_path}: a run continues only from a checkpoint of esrt_lit.train (<run folder>/checkpoints/"
+        f"*.ckpt), and this file is not one ({why}); eval and upscale take any weights"
+    )
+
+
 def check_checkpoint_network(ckpt_path: str, net_config: dict[str, Any]) -> None:
-    """The checkpoint a run continues from holds the configured network (knobs named, not key lists)."""
-    have = checkpoint_network_config(read_checkpoint(ckpt_path), ckpt_path)
+    """The checkpoint a run continues from is one of ``esrt_lit.train`` (Lightning's record included: a state
+    dict or released weights have none) and holds the configured network (knobs named, not key lists)."""
+    content = read_checkpoint(ckpt_path)
+    have = checkpoint_network_config(content, ckpt_path)
     if have is None:
-        raise ConfigError(
-            f"{ckpt_path}: not a checkpoint of esrt_lit.train (no 'net' hyper-parameter), which a run can continue"
-        )
+        raise _not_a_run_checkpoint(ckpt_path, "no 'net' hyper-parameter")
     differing = knob_differences(have, {k: v for k, v in net_config.items() if k != "attention"})
     if differing:
         raise ConfigError(
             f"{ckpt_path} holds another network than the configured one ({'; '.join(differing)}); a run continues "
             "with the network it was trained with: drop the model overrides, or start a new run"
         )
+    missing = [key for key in RUN_CHECKPOINT_KEYS if key not in content]
+    if missing:
+        raise _not_a_run_checkpoint(ckpt_path, f"no {', '.join(map(repr, missing))}")
 
 
 def log_resume(cfg: DictConfig) -> None:
