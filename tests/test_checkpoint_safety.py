@@ -145,3 +145,23 @@ def test_every_command_refuses_code_in_a_checkpoint(
             f"{kind}: {out[-2000:]}"
         )
         assert TRACEBACK not in out, kind
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "model._target_=pathlib.Path.write_text",
+        "+callbacks.evil={{_target_:pathlib.Path.write_text,_args_:['{marker}',pwned]}}",
+    ],
+)
+def test_a_resumed_run_folder_is_read_as_data(tmp_path: Path, marker: Path, override: str) -> None:
+    """``resume_dir`` takes the run's recorded overrides; one that would instantiate is refused."""
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(f"- {override.format(marker=marker)!r}\n- scale=2\n")
+    (run / "checkpoints").mkdir()
+    code, out = run_command("esrt_lit.train", [f"resume_dir={run}"])
+    assert code == 1, out[-2000:]
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "overrides.yaml" in errors[0] and "instantiation key" in errors[0], out
+    assert TRACEBACK not in out

@@ -43,7 +43,7 @@ from esrt_lit.utils.logging_utils import log_hyperparameters, net_stats
 from esrt_lit.utils.resolvers import register_resolvers
 from esrt_lit.utils.runs import resume_arguments
 from esrt_lit.utils.tables import scores_table
-from esrt_lit.utils.task import ConfigError, Interrupted, objective, run_task
+from esrt_lit.utils.task import ConfigError, Interrupted, exit_with_error, objective, run_task
 
 __all__ = ["CONF_DIR", "main", "train"]
 
@@ -184,7 +184,10 @@ def main() -> None:
     (:func:`esrt_lit.utils.runs.resume_arguments`); non-ASCII values are quoted for Hydra
     (:func:`esrt_lit.config_schema.quote_non_ascii`).
     """
-    sys.argv = resume_arguments([sys.argv[0], *quote_non_ascii(sys.argv[1:])])
+    try:
+        sys.argv = resume_arguments([sys.argv[0], *quote_non_ascii(sys.argv[1:])])
+    except ValueError as err:
+        exit_with_error(err)
     _hydra_main()
 
 

@@ -237,6 +237,10 @@ def find_run_config(run_dir: Path, name: str, exclude: Path | None = None) -> Pa
     return latest if latest.is_file() else None
 
 
+#: Keys that make Hydra import and call what they name; never taken from a recorded run.
+_INSTANTIATION_KEYS = ("_target_", "_partial_", "_args_", "_call_", "_convert_", "_recursive_")
+
+
 def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
@@ -247,6 +251,9 @@ def resume_arguments(argv: Sequence[str]) -> list[str]:
     With ``resume_dir=<run>`` among the arguments, the overrides recorded for that run (except
     ``hydra.*``, ``resume_dir`` and ``ckpt_path``) come first, so that the run continues with its own
     configuration; an override of the same key on the command line wins. Without it, ``argv`` as is.
+
+    Raises:
+        ValueError: a recorded override names a Hydra instantiation key (``_target_`` ...), naming the file.
     """
     args = list(argv)
     resume = next((a.split("=", 1)[1] for a in args[1:] if _key(a) == RESUME_KEY and "=" in a), None)
@@ -256,10 +263,18 @@ def resume_arguments(argv: Sequence[str]) -> list[str]:
     if record is None:
         return args  # not a run folder: RunFolders says so before anything starts
     given = {_key(a) for a in args[1:] if "=" in a and not a.startswith("-")}
+    recorded = [str(o) for o in OmegaConf.load(record)]
+    for override in recorded:  # a run folder's record is data: it selects configs and sets values only
+        if any(word in override for word in _INSTANTIATION_KEYS):
+            raise ValueError(
+                f"{record}: the recorded override {override!r} names a Hydra instantiation key "
+                f"({', '.join(_INSTANTIATION_KEYS)}), which a resume does not take from a file; give it on "
+                "the command line if you mean it"
+            )
     saved = [
-        str(o)
-        for o in OmegaConf.load(record)
-        if (key := _key(str(o))) not in given and key not in _INVOCATION_KEYS and not key.startswith("hydra.")
+        o
+        for o in recorded
+        if (key := _key(o)) not in given and key not in _INVOCATION_KEYS and not key.startswith("hydra.")
     ]
     return [args[0], *saved, *args[1:]]
 
