@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from esrt_lit.report import collect_runs, main, write_report
+from esrt_lit.report import build_table, collect_runs, main, write_report
 
 
 def _job(root: Path, num: int, n_hpb: int, psnr: float, params: int, scale: int = 4) -> Path:
@@ -94,3 +94,55 @@ for n_hpb, psnr in ((1, 29.5), (2, 30.5)):
     out = capsys.readouterr().out
     assert "| model.n_hpb |" in out
     assert "**30.50**" in out and "29.50" in out
+
+
+def _rewrite(job: Path, **metrics: object) -> None:
+    """Set ``metrics`` (keys with ``__`` for ``/``) in the job's metrics.json."""
+    path = job / "metrics.json"
+    values = json.loads(path.read_text())
+    values.update({k.replace("__", "/"): v for k, v in metrics.items()})
+    path.write_text(json.dumps(values))  # NaN and Infinity as Python's json writes them
+
+
+def test_report_never_bolds_a_score_that_is_not_finite(sweep: Path) -> None:
+    _rewrite(sweep / "0", val__Set5__psnr=float("nan"), val__Set14__ssim=float("inf"))
+    _rewrite(sweep / "2", val__Set5__ssim=float("nan"))
+    _, _, best = build_table(collect_runs(sweep))
+    assert best == {"Set5/psnr": 1, "Set5/ssim": 1, "Set14/psnr": 1, "Set14/ssim": 1}
+    rows = [
+        line for line in write_report(sweep)["report.md"].read_text().splitlines() if line.startswith("| 0 |")
+    ]
+    assert (
+        "| nan |" in rows[0]
+        and "| inf |" in rows[0]
+        and "**nan**" not in rows[0]
+        and "**inf**" not in rows[0]
+    )
+
+
+def test_report_nan_everywhere_bolds_nothing(tmp_path: Path) -> None:
+    _rewrite(_job(tmp_path, 0, 1, 30.0, 1), val__Set5__psnr=float("nan"))
+    _, _, best = build_table(collect_runs(tmp_path))
+    assert "Set5/psnr" not in best and best["Set14/psnr"] == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("val/Set5/psnr", "31.2"), ("val/Set14/ssim", [0.9]), ("params", "many"), ("val/Set5/psnr", True)],
+)
+def test_report_refuses_scores_that_are_not_numbers(
+    key: str, value: object, sweep: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _rewrite(sweep / "1", **{key.replace("/", "__"): value})
+    assert main([str(sweep)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = err.splitlines()
+    assert line.startswith(f"error: {sweep / '1' / 'metrics.json'}: {key}={value!r} is not a number")
+    assert not (sweep / "report.md").exists()
+
+
+def test_report_refuses_metrics_that_are_no_object(tmp_path: Path) -> None:
+    _job(tmp_path, 0, 1, 30.0, 1).joinpath("metrics.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"metrics\.json: holds a JSON list; expected the object"):
+        collect_runs(tmp_path)

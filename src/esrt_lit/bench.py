@@ -34,7 +34,11 @@ options add bf16 autocast and batch-8 throughput (images/s) at every scale's sta
 
 Weights: random (seed 0); timings and memory do not depend on them. The tiled-vs-whole PSNR does:
 ``--ckpt`` adds the 960×540 rows for a trained checkpoint (any scale), whose PSNRs against the HR
-photo are meaningful.
+photo are meaningful (the file is loaded before any row runs).
+
+Exit status: 0 when every row was measured; 1 when an argument is refused (``--device cuda`` without
+CUDA, an unreadable ``--ckpt``) or any row failed (the table is printed first; the error line names the
+failed rows); 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,9 +59,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from esrt_lit.files import atomic_output
 from esrt_lit.models.streaming import DEFAULT_ROWS
 from esrt_lit.profiling import PeakMemory, count_macs, run_isolated
 from esrt_lit.utils.tables import markdown_table
+from esrt_lit.utils.task import ConfigError, report_error
 
 __all__ = ["STANDARD_SIZES", "Row", "main", "run_bench"]
 
@@ -75,7 +81,8 @@ _SELF = "esrt_lit.bench"
 
 @dataclass
 class Row:
-    """One line of the table (None = not applicable); ``note`` carries failures and extra figures."""
+    """One line of the table (None = not applicable); ``note`` carries failures and extra figures,
+    ``failed`` whether its measurement failed."""
 
     what: str
     path: str
@@ -89,6 +96,7 @@ class Row:
     ratio_peak: float | None = None
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    failed: bool = False
 
     @property
     def gflops(self) -> float | None:
@@ -378,6 +386,7 @@ def _fill(row: Row, result: dict[str, Any]) -> Row:
         row.seconds = result.get("seconds")
         row.peak_bytes = result.get("peak_bytes")
     else:
+        row.failed = True
         row.note = (row.note + " " if row.note else "") + f"FAILED: {result.get('error')}"
     log.info("row: %s", format_table([row]).splitlines()[-1])  # kept in the log if a later row hangs
     return row
@@ -554,6 +563,7 @@ def _training(run: _Runner, mode: str) -> list[Row]:
                 else ""
             )
         else:
+            row.failed = True
             row.note = f"FAILED: {res.get('error')}"
         rows.append(row)
     return rows
@@ -758,8 +768,68 @@ def format_table(rows: Sequence[Row]) -> str:
     return markdown_table(header, cells)
 
 
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``minimum`` (a usage error otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of seconds")
+    return value
+
+
+def check_device(device: str) -> None:
+    """Refuse ``--device cuda`` where CUDA is not available (every row would fail).
+
+    Raises:
+        ConfigError: naming the option, torch's version and why.
+    """
+    if device == "cuda" and not torch.cuda.is_available():
+        why = (
+            "built without CUDA"
+            if torch.version.cuda is None
+            else f"CUDA {torch.version.cuda} build, no GPU found"
+        )
+        raise ConfigError(
+            f"--device cuda: CUDA is not available on this machine (torch {torch.__version__}, {why})"
+        )
+
+
+def check_ckpt(ckpt: str | None) -> None:
+    """Load ``--ckpt`` once before any row runs, so that a bad file is refused at once.
+
+    Raises:
+        FileNotFoundError, ValueError: the loader's error, naming the option and the file.
+    """
+    if ckpt is None:
+        return
+    from esrt_lit.models.loading import load_network
+
+    try:
+        load_network(ckpt)
+    except (FileNotFoundError, ValueError) as err:  # the loader names the file; this names the option too
+        raise type(err)(f"--ckpt {ckpt}: {str(err).removeprefix(f'{ckpt}: ')}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point (``python -m esrt_lit.bench``)."""
+    """CLI entry point (``python -m esrt_lit.bench``); returns the exit status: 1 when an argument is
+    refused or any row failed (the table is printed first, the failed rows named on the error line)."""
     parser = argparse.ArgumentParser(prog="python -m esrt_lit.bench", description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="x4 only, about a minute")
@@ -772,17 +842,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="trained checkpoint for the tiled-vs-whole PSNR rows (default: random x4)",
     )
-    parser.add_argument("--tile", type=int, default=192, help="LR tile side of the tiled rows")
-    parser.add_argument("--overlap", type=int, default=16, help="LR overlap of the tiled rows")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads in each measurement")
+    parser.add_argument("--tile", type=_count(1), default=192, help="LR tile side of the tiled rows")
+    parser.add_argument("--overlap", type=_count(0), default=16, help="LR overlap of the tiled rows")
+    parser.add_argument("--threads", type=_count(1), default=None, help="torch threads in each measurement")
     parser.add_argument(
         "--sections",
         default=",".join(SECTIONS),
         help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)",
     )
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per measurement")
+    parser.add_argument("--timeout", type=_seconds, default=1800, help="seconds allowed per measurement")
     parser.add_argument(
         "--device",
+        choices=("cpu", "cuda"),
         default="cuda" if torch.cuda.is_available() else "cpu",
         help="cpu or cuda (default: cuda if any)",
     )
@@ -790,14 +861,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections = [x.strip() for x in args.sections.split(",") if x.strip()]
     if unknown := sorted(set(sections) - set(SECTIONS)):
         parser.error(f"--sections {','.join(unknown)}: unknown; choose from {','.join(SECTIONS)}")
+    if args.overlap >= args.tile:
+        parser.error(f"--overlap {args.overlap}: expected less than --tile {args.tile}")
     if args.json is not None and args.json.exists():
         parser.error(f"--json {args.json} already exists; choose another path")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     mode_name = "quick" if args.quick else "full" if args.full else "default"
     start = time.perf_counter()
-    result = run_bench(
-        mode_name, args.tile, args.overlap, args.threads, args.ckpt, args.timeout, args.device, sections
-    )
+    try:
+        check_device(args.device)
+        check_ckpt(args.ckpt)
+        result = run_bench(
+            mode_name, args.tile, args.overlap, args.threads, args.ckpt, args.timeout, args.device, sections
+        )
+    except Exception as err:  # every failure ends as one line
+        return report_error(err)
     result["context"]["wall_s"] = time.perf_counter() - start
     ctx = result["context"]
     print(result["table"])  # noqa: T201
@@ -806,7 +884,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"load average {ctx['loadavg']} at the end, {ctx['wall_s']:.0f} s"
     )
     if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2, default=str))
+        with atomic_output(args.json) as tmp:
+            tmp.write_text(json.dumps(result, indent=2, default=str))
+    failed = [r for r in result["rows"] if r["failed"]]
+    if failed:
+        names = "; ".join(
+            f"{r['what']}, {r['path']}" + (f", x{r['scale']}" if r["scale"] else "") for r in failed
+        )
+        return report_error(
+            ChildProcessError(
+                f"{len(failed)} of {len(result['rows'])} rows failed (the table says why): {names}"
+            )
+        )
     return 0
 
 

@@ -12,10 +12,14 @@ Runs the command-line tools one after the other, as a user would:
 then prints the three scores side by side and writes ``comparison.png``, a crop of that image as
 ``bicubic | ESRT, this demo | ESRT, shipped x4 | ground truth`` with each panel's PSNR. A hundred CPU
 steps do not make ESRT beat bicubic; the shipped weights do. Everything goes to ``demo_out/<time>/``.
+
+A failing step (a bad argument of the training run, a full disk, an unwritable ``demo_out``) ends the
+demo at once with one line, ``error: <the step>: <its error>``, and exit status 1.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import subprocess
@@ -30,11 +34,13 @@ from PIL import Image, ImageDraw
 from esrt_lit.data.imresize import imresize
 from esrt_lit.data.io import modcrop, read_image, write_image
 from esrt_lit.data.sources import SkimageSource
+from esrt_lit.files import atomic_output
 from esrt_lit.metrics.functional import psnr
 from esrt_lit.paths import PROJECT_ROOT
 from esrt_lit.utils.tables import markdown_table, score_cell
+from esrt_lit.utils.task import report_error
 
-__all__ = ["comparison_panel", "main"]
+__all__ = ["comparison_panel", "main", "run_demo"]
 
 log = logging.getLogger("esrt_lit.demo")
 
@@ -45,9 +51,25 @@ CROP = 96  # HR pixels of each panel, shown twice as large
 
 
 def _run(module: str, *args: str) -> None:
+    """``python -m module args``, its output shown as it comes, except its ``error:`` line, which
+    becomes this step's error.
+
+    Raises:
+        ChildProcessError: the command failed; names it and its error line (or its exit status).
+    """
     command = [sys.executable, "-m", module, *args]
     log.info("$ %s", " ".join(command[1:]))
-    subprocess.run(command, cwd=PROJECT_ROOT, check=True)
+    error = None
+    with subprocess.Popen(command, cwd=PROJECT_ROOT, stderr=subprocess.PIPE) as proc:
+        # newline="": lines end at \n or \r (progress bars) and are passed on as they came
+        for line in io.TextIOWrapper(proc.stderr, encoding="utf-8", errors="replace", newline=""):
+            if line.startswith("error: "):
+                error = line.removeprefix("error: ").strip()
+            else:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+    if proc.returncode != 0:
+        raise ChildProcessError(f"{module}: {error or f'exited with status {proc.returncode}'}")
 
 
 def _psnr(image: np.ndarray, hr: np.ndarray, scale: int) -> float:
@@ -107,12 +129,29 @@ def _scores_table(results: dict[str, Path]) -> str:
     return markdown_table([f"x{SCALE}, PSNR dB / SSIM", *benches], rows)
 
 
-def main(argv: list[str] | None = None, out_root: str | Path = "demo_out") -> Path:
-    """Train, evaluate, upscale; returns the comparison PNG's path."""
+def main(argv: list[str] | None = None, out_root: str | Path = "demo_out") -> int:
+    """CLI entry point (``python -m esrt_lit.demo [training overrides]``); returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    train_args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        run_demo(list(sys.argv[1:] if argv is None else argv), out_root)
+    except Exception as err:  # every failure ends as one line
+        return report_error(err)
+    return 0
+
+
+def run_demo(train_args: list[str], out_root: str | Path = "demo_out") -> Path:
+    """Train (with ``train_args``), evaluate, upscale under ``out_root/<time>`` (relative to the project
+    root); returns the comparison PNG's path.
+
+    Raises:
+        ChildProcessError: a command of the demo failed (naming it and its error).
+        OSError: the output folder cannot be made.
+    """
     out = (PROJECT_ROOT / out_root / datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
-    out.mkdir(parents=True, exist_ok=False)
+    try:
+        out.mkdir(parents=True, exist_ok=False)
+    except OSError as err:
+        raise type(err)(f"{out}: cannot make the demo's output folder ({err.strerror or err})") from None
 
     _run("esrt_lit.train", f"hydra.run.dir={out / 'train'}", *train_args)
     best = out / "train" / "checkpoints" / "best.ckpt"
@@ -134,7 +173,8 @@ def main(argv: list[str] | None = None, out_root: str | Path = "demo_out") -> Pa
     sr, shipped = (read_image(out / name / f"{IMAGE}.png") for name in ("upscaled", "upscaled_shipped"))
     bicubic = np.clip(np.floor(imresize(lr.astype(np.float64), SCALE) + 0.5), 0, 255).astype(np.uint8)
     path = out / "comparison.png"
-    comparison_panel(bicubic, sr, hr, SCALE, shipped=shipped).save(path)
+    with atomic_output(path) as tmp:
+        comparison_panel(bicubic, sr, hr, SCALE, shipped=shipped).save(tmp)
     table = _scores_table({name: out / f"eval_{i}" / "results.json" for i, name in enumerate(evals)})
     print(  # noqa: T201 - the demo's product
         f"\n{table}\n(a hundred CPU steps do not make ESRT beat bicubic; the weights shipped with the package,"
@@ -147,4 +187,4 @@ def main(argv: list[str] | None = None, out_root: str | Path = "demo_out") -> Pa
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

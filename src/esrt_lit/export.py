@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -32,7 +32,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from esrt_lit.config_schema import check_schema, quote_non_ascii
+from esrt_lit.files import atomic_output, refuse_overwriting_input
 from esrt_lit.paths import CONF_DIR
+from esrt_lit.utils.task import ConfigError, report_error
 
 __all__ = ["export_onnx", "load_net", "main", "verify_onnx"]
 
@@ -75,8 +78,8 @@ def export_onnx(
 ) -> Path:
     """Write ``net`` as ONNX with dynamic batch, height and width (input ``lr``, output ``sr``).
 
-    The file is written beside ``output`` under a temporary name and renamed into place, so a failed
-    export leaves nothing behind.
+    The file is written through :func:`~esrt_lit.files.atomic_output`, so a failed export leaves
+    nothing behind and an existing ``output`` intact.
 
     Raises:
         FileExistsError: ``output`` exists and ``overwrite`` is False.
@@ -84,36 +87,30 @@ def export_onnx(
     output = Path(output)
     if output.exists() and not overwrite:
         raise FileExistsError(f"output={output} already exists; pass overwrite=true to replace it")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     x = torch.rand(1, 3, int(trace_hw[0]), int(trace_hw[1]))
     net = net.float().cpu().eval()
-    try:
-        with warnings.catch_warnings():
-            # The tracer warns about Python-level shape checks (input validation, the q/k/v unpacking
-            # over the fixed dimension of 3), which are constant for this network; the exporter warns
-            # that it is the legacy one (the dynamo exporter needs onnxscript, not a dependency).
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-            torch.onnx.export(
-                net,
-                (x,),
-                str(tmp),
-                dynamo=False,
-                opset_version=int(opset),
-                input_names=["lr"],
-                output_names=["sr"],
-                dynamic_axes={
-                    "lr": {0: "batch", 2: "height", 3: "width"},
-                    "sr": {0: "batch", 2: "sr_height", 3: "sr_width"},
-                },
-            )
+    with atomic_output(output) as tmp, warnings.catch_warnings():
+        # The tracer warns about Python-level shape checks (input validation, the q/k/v unpacking
+        # over the fixed dimension of 3), which are constant for this network; the exporter warns
+        # that it is the legacy one (the dynamo exporter needs onnxscript, not a dependency).
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        torch.onnx.export(
+            net,
+            (x,),
+            str(tmp),
+            dynamo=False,
+            opset_version=int(opset),
+            input_names=["lr"],
+            output_names=["sr"],
+            dynamic_axes={
+                "lr": {0: "batch", 2: "height", 3: "width"},
+                "sr": {0: "batch", 2: "sr_height", 3: "sr_width"},
+            },
+        )
         if output.exists() and not overwrite:
             raise FileExistsError(f"output={output} appeared during the export; pass overwrite=true")
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
     log.info("wrote %s (%.1f MB)", output, output.stat().st_size / 1e6)
     return output
 
@@ -160,6 +157,7 @@ def export_pretrained(
 
     Raises:
         FileExistsError: an output exists and ``overwrite`` is False.
+        ValueError: an output is the checkpoint or its run's ``metrics.json`` (even with ``overwrite``).
     """
     import hashlib
 
@@ -168,6 +166,9 @@ def export_pretrained(
 
     output = Path(output)
     record_path = output.with_suffix(".json")
+    inputs = [Path(ckpt_path), Path(ckpt_path).resolve().parent.parent / "metrics.json"]
+    refuse_overwriting_input(output, inputs, "output")
+    refuse_overwriting_input(record_path, inputs, "the provenance record of output")
     existing = [str(p) for p in (output, record_path) if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{', '.join(existing)} exist(s); pass overwrite=true to replace")
@@ -187,7 +188,8 @@ def export_pretrained(
         "bicubic": {n: {k: bicubic[n][k] for k in ("psnr", "ssim")} for n in names},
         **_run_record(Path(ckpt_path), commit),
     }
-    record_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    with atomic_output(record_path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
     log.info(
         "wrote %s (%.2f MB, sha256 %s) and %s",
         output,
@@ -201,7 +203,12 @@ def export_pretrained(
 def verify_onnx(
     net: nn.Module, path: str | Path, sizes: Sequence[Sequence[int]], seed: int = 0
 ) -> dict[tuple[int, int], float]:
-    """Max ``|onnxruntime − PyTorch|`` of the SR output for random LR inputs of each ``(h, w)``."""
+    """Max ``|onnxruntime − PyTorch|`` of the SR output for random LR inputs of each ``(h, w)``.
+
+    Raises:
+        ValueError: naming ``path``: an output of another shape, or a NaN or infinite value in the
+            output of either side (whose difference says nothing).
+    """
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -216,7 +223,15 @@ def verify_onnx(
             raise ValueError(
                 f"{path}: onnxruntime output {out.shape} for {h}×{w}, PyTorch {tuple(ref.shape)}"
             )
-        diffs[(int(h), int(w))] = float((torch.from_numpy(out) - ref).abs().max())
+        out = torch.from_numpy(out)
+        bad = {name: int((~torch.isfinite(y)).sum()) for name, y in (("onnxruntime", out), ("PyTorch", ref))}
+        if any(bad.values()):
+            raise ValueError(
+                f"{path}: the outputs are not finite for a {h}×{w} input (NaN or infinite values: "
+                + ", ".join(f"{name} {n}" for name, n in bad.items())
+                + "); a network with NaN or infinite weights or activations cannot be verified"
+            )
+        diffs[(int(h), int(w))] = float((out - ref).abs().max())
     return diffs
 
 
@@ -237,7 +252,13 @@ def compose(overrides: Sequence[str]) -> DictConfig:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Export as configured; returns ``{"output", "verify"}`` (the max differences per size)."""
+    """Export as configured; returns ``{"output", "verify"}`` (the max differences per size).
+
+    Raises:
+        ConfigError: ``overwrite`` not a boolean, ``tolerance`` not a finite positive number.
+        ValueError: another bad value, an output that is the checkpoint, a failed verification.
+        FileExistsError: the output exists and ``overwrite`` is False.
+    """
     missing = OmegaConf.missing_keys(cfg)
     if missing:
         raise ValueError(
@@ -247,19 +268,29 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(f"format={cfg.format!r} is not supported; allowed values: {', '.join(FORMATS)}")
     if cfg.format == "pretrained" and cfg.ckpt_path is None:
         raise ValueError("format=pretrained ships trained weights: give ckpt_path=<the run's best.ckpt>")
+    if not isinstance(cfg.overwrite, bool):
+        raise ConfigError(f"overwrite={cfg.overwrite!r}: expected true or false")
+    tolerance = cfg.tolerance
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 < tolerance < math.inf:
+        raise ConfigError(
+            f"tolerance={tolerance!r}: expected a finite positive number (the largest |onnxruntime − PyTorch| "
+            "difference accepted, e.g. 1e-4)"
+        )
+    check_schema(cfg, "export")
     net = load_net(cfg.ckpt_path, cfg.scale)
     output = Path(cfg.output) if cfg.output is not None else _default_output(cfg, net)
     if cfg.format == "pretrained":
         record = export_pretrained(net, cfg.ckpt_path, output, cfg.overwrite, cfg.get("commit"))
         return {"output": str(output), "verify": {}, "sha256": record["sha256"]}
+    refuse_overwriting_input(output, [] if cfg.ckpt_path is None else [cfg.ckpt_path], "output")
     if output.exists() and not cfg.overwrite:
         raise FileExistsError(f"output={output} already exists; pass overwrite=true to replace it")
     export_onnx(net, output, cfg.opset, cfg.trace_hw, cfg.overwrite)
     diffs = verify_onnx(net, output, cfg.verify_hw) if cfg.verify_hw else {}
     worst = max(diffs.values(), default=0.0)
-    if worst > cfg.tolerance:
+    if worst > tolerance:
         raise ValueError(
-            f"{output}: onnxruntime differs from PyTorch by {worst:.3g} > tolerance={cfg.tolerance} "
+            f"{output}: onnxruntime differs from PyTorch by {worst:.3g} > tolerance={tolerance} "
             f"({diffs}); the file is kept for inspection"
         )
     return {"output": str(output), "verify": diffs}
@@ -267,11 +298,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: ``python -m esrt_lit.export key=value ...``; returns the exit status."""
-    from esrt_lit.utils.task import report_error
-
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        result = run(compose(sys.argv[1:] if argv is None else argv))
+        result = run(compose(quote_non_ascii(sys.argv[1:] if argv is None else argv)))
     except Exception as err:  # every failure ends as one line
         return report_error(err)
     checks = ", ".join(f"{h}×{w}: {d:.2e}" for (h, w), d in result["verify"].items())

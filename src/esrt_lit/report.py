@@ -14,6 +14,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from esrt_lit.files import atomic_output
 from esrt_lit.models.official import RELEASED_KNOBS
 from esrt_lit.reference import PAPER_ESRT
 from esrt_lit.utils.tables import markdown_table, score_cell
@@ -29,6 +31,8 @@ from esrt_lit.wandb_offline import read_offline_run
 log = logging.getLogger(__name__)
 
 METRIC_KEY = re.compile(r"^val/(?P<bench>[^/]+)/(?P<metric>psnr|ssim)$")
+#: Metrics the table shows as numbers (besides the scores :data:`METRIC_KEY` matches).
+NUMBER_KEYS = re.compile(r"^(params|macs|macs_paper|latency_128_ms|bicubic/[^/]+/psnr)$")
 #: The released architecture; a run with these knobs gets the paper's figure beside its own.
 RELEASED = {**RELEASED_KNOBS, "rsa": True}
 OUTPUTS = ("report.md", "report.csv", "psnr_vs_params.png", "psnr_vs_macs.png")
@@ -36,12 +40,23 @@ OUTPUTS = ("report.md", "report.csv", "psnr_vs_params.png", "psnr_vs_macs.png")
 
 @dataclass
 class Run:
-    """One finished run of a sweep."""
+    """One finished run of a sweep; ``source`` is the file (or W&B run folder) its metrics come from."""
 
     path: Path
     overrides: dict[str, str]
     metrics: dict[str, Any]
     model: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a score, or another number the table shows, that is not a number."""
+        for key, value in self.metrics.items():
+            numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            if value is not None and not numeric and (METRIC_KEY.match(key) or NUMBER_KEYS.match(key)):
+                raise ValueError(
+                    f"{self.source or self.path}: {key}={value!r} is not a number; expected the value "
+                    "training logs (a float, or null)"
+                )
 
     @property
     def scale(self) -> int | None:
@@ -73,6 +88,11 @@ def _hydra_run(metrics_file: Path) -> Run:
         raise ValueError(
             f"{metrics_file}: not valid JSON ({err}); expected the metrics.json written by training"
         ) from err
+    if not isinstance(metrics, dict):
+        raise ValueError(
+            f"{metrics_file}: holds a JSON {type(metrics).__name__}; expected the object (key: value) "
+            "that training writes"
+        )
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
     config_file = run_dir / ".hydra" / "config.yaml"
     overrides = (
@@ -85,7 +105,7 @@ def _hydra_run(metrics_file: Path) -> Run:
             model = OmegaConf.to_container(cfg.model, resolve=False)
             if not isinstance(model.get("scale"), int) and isinstance(cfg.get("scale"), int):
                 model["scale"] = cfg.scale
-    return Run(run_dir, _parse_overrides([str(o) for o in overrides]), metrics, model)
+    return Run(run_dir, _parse_overrides([str(o) for o in overrides]), metrics, model, metrics_file)
 
 
 def _wandb_run(run_dir: Path) -> Run:
@@ -94,7 +114,7 @@ def _wandb_run(run_dir: Path) -> Run:
     if "scale" not in model and isinstance(offline.config.get("scale"), int):
         model = {**model, "scale": offline.config["scale"]}
     overrides = offline.summary.get("overrides") or offline.config.get("overrides") or []
-    return Run(run_dir, _parse_overrides([str(o) for o in overrides]), dict(offline.summary), model)
+    return Run(run_dir, _parse_overrides([str(o) for o in overrides]), dict(offline.summary), model, run_dir)
 
 
 def collect_runs(root: str | Path) -> list[Run]:
@@ -141,7 +161,7 @@ def _benchmarks(runs: list[Run]) -> list[str]:
 
 def build_table(runs: list[Run]) -> tuple[list[str], list[list[Any]], dict[str, int]]:
     """Columns, rows (raw values) and, per score column (``Set5/psnr``, ``Set5/ssim``), the index of the
-    row with the best value."""
+    row with the best value among the finite ones (a NaN or infinite score is never the best)."""
     knobs, benches = _knob_columns(runs), _benchmarks(runs)
     columns = ["run", *knobs, "params", "macs_G", "macs_paper_G", "latency_128_ms"]
     for bench in benches:
@@ -167,11 +187,8 @@ def build_table(runs: list[Run]) -> tuple[list[str], list[list[Any]], dict[str, 
     best = {}
     for bench in benches:
         for metric in ("psnr", "ssim"):
-            scored = [
-                (run.score(bench, metric), i)
-                for i, run in enumerate(runs)
-                if run.score(bench, metric) is not None
-            ]
+            scores = [(run.score(bench, metric), i) for i, run in enumerate(runs)]
+            scored = [(value, i) for value, i in scores if value is not None and math.isfinite(value)]
             if scored:
                 best[f"{bench}/{metric}"] = max(scored, key=lambda t: t[0])[1]  # the first of ties
     return columns, rows, best
@@ -213,6 +230,11 @@ def _bicubic(runs: list[Run], bench: str) -> float | None:
     return next((float(v) for v in values if v is not None), None)
 
 
+def _finite(value: Any) -> bool:
+    """Whether a cell holds a plottable number (not missing, NaN or infinite)."""
+    return value is not None and math.isfinite(value)
+
+
 def _plot(
     runs: list[Run],
     rows: list[list[Any]],
@@ -233,7 +255,7 @@ def _plot(
     knobs = columns[1 : columns.index("params")]
     for bench in benches:
         yi = columns.index(f"{bench}/psnr")
-        pts = [(row[xi], row[yi], row) for row in rows if row[xi] is not None and row[yi] is not None]
+        pts = [(row[xi], row[yi], row) for row in rows if _finite(row[xi]) and _finite(row[yi])]
         if not pts:
             continue
         (line,) = ax.plot(
@@ -256,7 +278,8 @@ def _plot(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
 
 
@@ -282,8 +305,9 @@ def write_report(
         )
     columns, rows, best = build_table(runs)
     out.mkdir(parents=True, exist_ok=True)
-    paths["report.md"].write_text(to_markdown(columns, rows, best, f"Ablation report: {root}"))
-    with paths["report.csv"].open("w", newline="") as f:
+    with atomic_output(paths["report.md"]) as tmp:
+        tmp.write_text(to_markdown(columns, rows, best, f"Ablation report: {root}"))
+    with atomic_output(paths["report.csv"]) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         writer.writerows([["" if v is None else v for v in row] for row in rows])
