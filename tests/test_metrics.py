@@ -213,3 +213,20 @@ def test_ddp_two_processes_give_the_single_process_mean(tmp_path: Path):
     for seed, n in _SHARDS[1]:
         local.update(*_batches(seed, n))
     assert abs(local.compute().item() - expected[0].item()) > 1e-3
+
+
+def test_the_metrics_are_named_once_with_their_direction() -> None:
+    from esrt_lit.metrics import METRICS, PRIMARY, SRMetric, format_scores, is_better
+
+    assert [m.name for m in METRICS] == ["psnr", "ssim"] and PRIMARY.name == "psnr"
+    assert format_scores({"psnr": 33.6612, "ssim": 0.92991}) == "33.66/0.9299"
+    assert format_scores({"val/Set5/psnr": 30.0, "val/Set5/ssim": 0.9}, "val/Set5/") == "30.00/0.9000"
+    assert format_scores({"psnr": 30.0}) == "-"
+    assert is_better("psnr", 30.0, 29.0) and not is_better("psnr", 29.0, 30.0)
+    assert not is_better("psnr", float("nan"), 1.0) and is_better("psnr", 1.0, float("nan"))
+    lower = SRMetric("lpips", PSNR, higher_is_better=False, spec=".3f")  # a lower-is-better metric
+    tracker = lower.tracker()
+    for value in (0.3, 0.1, 0.2):
+        tracker.update(value)
+    assert float(tracker.compute()) == pytest.approx(0.1) and lower.tracker_state == "min_value"
+    assert float(getattr(tracker, lower.tracker_state)) == pytest.approx(0.1)

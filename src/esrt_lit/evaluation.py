@@ -36,10 +36,10 @@ from esrt_lit.data.datasets import PairStore, check_scorable
 from esrt_lit.data.imresize import imresize
 from esrt_lit.data.sources import PAPER_ORDER, BenchmarkSource, BenchmarksSource
 from esrt_lit.inference import upscale
+from esrt_lit.metrics.collection import METRICS, format_scores, score_images
 from esrt_lit.metrics.color import quantize, rgb_to_y
-from esrt_lit.metrics.functional import psnr, ssim
 from esrt_lit.models.esrt import check_scale
-from esrt_lit.utils.tables import markdown_table, score_cell
+from esrt_lit.utils.tables import markdown_table
 
 __all__ = [
     "PAPER_ORDER",
@@ -188,9 +188,10 @@ def iter_sr_pairs(
         yield record.name, quantize(out).to(device="cpu", dtype=torch.uint8), _to_tensor(hr)
 
 
-def score_pair(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> tuple[float, float]:
-    """PSNR (dB) and SSIM of one pair from :func:`iter_sr_pairs`: MATLAB Y, ``scale`` pixels cropped."""
-    return psnr(sr, hr, crop_border=scale).item(), ssim(sr, hr, crop_border=scale).item()
+def score_pair(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, float]:
+    """Every metric of :data:`~esrt_lit.metrics.METRICS` for one pair from :func:`iter_sr_pairs`:
+    MATLAB Y, ``scale`` pixels cropped (``{"psnr": dB, "ssim": ...}``)."""
+    return score_images(sr, hr, scale)
 
 
 def evaluate_folder(
@@ -220,15 +221,12 @@ def evaluate_folder(
         FileNotFoundError: the folder is missing.
         ValueError: the folder has no image, or an image is unreadable (the message names the file).
     """
-    images = []
-    for name, sr, hr in iter_sr_pairs(hr_dir, scale, model, device, tile, lr_dir):
-        p, s = score_pair(sr, hr, scale)
-        images.append({"name": name, "psnr": p, "ssim": s})
-    return {
-        "psnr": math.fsum(i["psnr"] for i in images) / len(images),
-        "ssim": math.fsum(i["ssim"] for i in images) / len(images),
-        "images": images,
-    }
+    images = [
+        {"name": name, **score_pair(sr, hr, scale)}
+        for name, sr, hr in iter_sr_pairs(hr_dir, scale, model, device, tile, lr_dir)
+    ]
+    means = {m.name: math.fsum(i[m.name] for i in images) / len(images) for m in METRICS}
+    return {**means, "images": images}
 
 
 def run_benchmarks(
@@ -297,7 +295,9 @@ def run_benchmarks(
         for bench in benches:
             res = evaluate_folder(bench.root, scale, spec, device, tile, bench.lr_dir)
             per_bench[bench.label] = res
-            log.info("x%d %s: PSNR %.4f dB, SSIM %.4f", scale, bench.label, res["psnr"], res["ssim"])
+            log.info(
+                "x%d %s: %s", scale, bench.label, ", ".join(f"{m.name} {res[m.name]:.4f}" for m in METRICS)
+            )
     if out_paths:
         out_paths[0].parent.mkdir(parents=True, exist_ok=True)
         with out_paths[0].open("x") as f:
@@ -347,7 +347,7 @@ def format_table(results: Mapping[str, Any]) -> str:
     per_scale = results["results"]
     benches = list(results.get("benchmarks") or dict.fromkeys(b for r in per_scale.values() for b in r))
     rows = [
-        [scale, *(score_cell(row[b]["psnr"], row[b]["ssim"]) if b in row else "-" for b in benches)]
+        [scale, *(format_scores(row[b]) if b in row else "-" for b in benches)]
         for scale, row in per_scale.items()
     ]
     return markdown_table(["scale", *benches], rows)

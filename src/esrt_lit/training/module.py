@@ -29,16 +29,19 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torchmetrics import MaxMetric, Metric
+from torchmetrics import Metric
 
-from esrt_lit.metrics import PSNR, SSIM
+from esrt_lit.metrics import METRICS, PRIMARY
 from esrt_lit.models.bicubic import Bicubic
 
 __all__ = ["CharbonnierLoss", "SRLitModule", "compile_mode", "describe_net"]
 
 log = logging.getLogger(__name__)
 
-METRICS = ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")
+#: Validation/test logs bicubic's scores beside the network's, under this prefix (``bicubic_psnr``).
+BICUBIC = "bicubic_"
+#: The key of the best value of :data:`~esrt_lit.metrics.PRIMARY` per validation set (``psnr_best``).
+BEST = f"{PRIMARY.name}_best"
 #: The released recipe's optimiser (Sec. 4.1): Adam, lr 2e-4, betas (0.9, 0.999), the module's default;
 #: ``conf/optimizer/adam.yaml`` composes to the same (``tests/test_configs.py`` checks it).
 RELEASED_OPTIMIZER = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.9, 0.999))
@@ -209,7 +212,7 @@ class SRLitModule(LightningModule):
         self.test_names: list[str] = []
         self.val_metrics = nn.ModuleDict()
         self.test_metrics = nn.ModuleDict()
-        #: per validation set, the best PSNR so far: a ``MaxMetric`` whose state is in the checkpoint
+        #: per validation set, the best value of the primary metric so far (its direction's tracker, state in the checkpoint)
         self.val_best = nn.ModuleDict()
         #: bicubic's scores per stage and set, ``{"val": {"Set5": {"psnr": ..., "ssim": ...}}, "test": ...}``
         self.bicubic_scores: dict[str, dict[str, dict[str, float]]] = {"val": {}, "test": {}}
@@ -245,7 +248,7 @@ class SRLitModule(LightningModule):
         self.test_names = self._names(dm, "test_names", "test_dataloader")
         self.val_metrics = self._metric_dict(self.val_names)
         self.test_metrics = self._metric_dict(self.test_names)
-        self.val_best = nn.ModuleDict({self._key(n): _persistent(MaxMetric()) for n in self.val_names})
+        self.val_best = nn.ModuleDict({self._key(n): _persistent(PRIMARY.tracker()) for n in self.val_names})
         if stage == "fit":
             self._setup_compile()
 
@@ -272,10 +275,13 @@ class SRLitModule(LightningModule):
         return names
 
     def _metric_dict(self, names: list[str]) -> nn.ModuleDict:
-        """Per set: the network's and bicubic's PSNR/SSIM, reduced across processes at epoch end."""
+        """Per set: the network's and bicubic's :data:`~esrt_lit.metrics.METRICS`, reduced across processes
+        at epoch end."""
         return nn.ModuleDict(
             {
-                self._key(n): nn.ModuleDict({k: (PSNR if "psnr" in k else SSIM)(self.scale) for k in METRICS})
+                self._key(n): nn.ModuleDict(
+                    {f"{prefix}{m.name}": m.build(self.scale) for prefix in ("", BICUBIC) for m in METRICS}
+                )
                 for n in names
             }
         )
@@ -437,8 +443,8 @@ class SRLitModule(LightningModule):
             raise ValueError(f"{batch.get('path', batch.get('name', ['?']))[0]}: {err}") from None
 
     def _score(self, entry: nn.ModuleDict, sr: torch.Tensor, hr: torch.Tensor, prefix: str = "") -> None:
-        entry[f"{prefix}psnr"].update(sr, hr)
-        entry[f"{prefix}ssim"].update(sr, hr)
+        for metric in METRICS:
+            entry[f"{prefix}{metric.name}"].update(sr, hr)
 
     def on_validation_epoch_start(self) -> None:
         self._panels = []
@@ -451,19 +457,20 @@ class SRLitModule(LightningModule):
             return
         self._score(entry, sr, batch["hr"])
         if name not in self.bicubic_scores["val"]:  # once per run: a constant reference line
-            self._score(entry, self.bicubic(batch["lr"].float()).clamp(0, 1), batch["hr"], "bicubic_")
+            self._score(entry, self.bicubic(batch["lr"].float()).clamp(0, 1), batch["hr"], BICUBIC)
         if dataloader_idx == 0 and batch_idx < self.hparams["log_images"] and self.trainer.is_global_zero:
             image = str(batch.get("name", [f"image{batch_idx}"])[0])
             self._panels.append((image, self._panel(image, batch["lr"], sr, batch["hr"])))
 
     def _compute(self, entry: nn.ModuleDict, prefix: str = "") -> dict[str, float]:
-        """Compute (synced across processes) and reset ``{prefix}psnr`` and ``{prefix}ssim``."""
+        """Compute (synced across processes) and reset ``{prefix}<metric>`` of every metric."""
         values = {}
-        for metric in ("psnr", "ssim"):
+        for metric in METRICS:
+            key = f"{prefix}{metric.name}"
             with warnings.catch_warnings():  # a set a rank saw no image of is fine: states are synced
                 warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
-                values[metric] = float(entry[f"{prefix}{metric}"].compute())
-            entry[f"{prefix}{metric}"].reset()
+                values[metric.name] = float(entry[key].compute())
+            entry[key].reset()
         return values
 
     def _log_epoch(self, name: str, value: float) -> None:
@@ -477,21 +484,23 @@ class SRLitModule(LightningModule):
             entry = self.val_metrics[self._key(name)]
             scores = self._compute(entry)
             if name not in self.bicubic_scores["val"]:
-                bicubic = self._compute(entry, "bicubic_")
-                if not sanity and not math.isnan(bicubic["psnr"]):
+                bicubic = self._compute(entry, BICUBIC)
+                if not sanity and not math.isnan(bicubic[PRIMARY.name]):
                     self.bicubic_scores["val"][name] = bicubic
-            if sanity or math.isnan(scores["psnr"]):
+            if sanity or math.isnan(scores[PRIMARY.name]):
                 continue
             # float64, the scores' precision: torchmetrics casts an update to the metric's dtype, which a
             # `.to(device)` (Lightning moving the module) resets to float32
             best = self.val_best[self._key(name)].set_dtype(torch.float64)
-            best.update(scores["psnr"])
-            scores["psnr_best"] = float(best.compute())
+            best.update(scores[PRIMARY.name])
+            scores[BEST] = float(best.compute())
             for metric, value in scores.items():
                 self.scores[f"val/{name}/{metric}"] = value
                 self._log_epoch(f"val/{name}/{metric}", value)
             if name in self.bicubic_scores["val"]:
-                self._log_epoch(f"val/{name}/psnr_bicubic", self.bicubic_scores["val"][name]["psnr"])
+                self._log_epoch(
+                    f"val/{name}/{PRIMARY.name}_bicubic", self.bicubic_scores["val"][name][PRIMARY.name]
+                )
         if not sanity:
             self._log_panels()
         self._panels = []
@@ -500,14 +509,14 @@ class SRLitModule(LightningModule):
         """``val/<set>/psnr_best`` of the sets validated so far, this run or before a resume."""
         best = {}
         for name in self.val_names:
-            metric = self.val_best[self._key(name)]
-            if math.isfinite(float(metric.max_value)):
-                best[f"val/{name}/psnr_best"] = float(metric.max_value)
+            value = float(getattr(self.val_best[self._key(name)], PRIMARY.tracker_state))
+            if math.isfinite(value):
+                best[f"val/{name}/{BEST}"] = value
         return best
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["val_scores"] = {
-            k: v for k, v in self.scores.items() if k.startswith("val/") and not k.endswith("/psnr_best")
+            k: v for k, v in self.scores.items() if k.startswith("val/") and not k.endswith(f"/{BEST}")
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -515,15 +524,18 @@ class SRLitModule(LightningModule):
         (a set the checkpoint does not know starts afresh, one it knows but this run does not is dropped;
         checkpoints of earlier versions kept the best in ``val_scores``)."""
         scores = dict(checkpoint.get("val_scores", {}))
-        self.restored_scores = {k: v for k, v in scores.items() if not k.endswith("/psnr_best")}
+        self.restored_scores = {k: v for k, v in scores.items() if not k.endswith(f"/{BEST}")}
         state = checkpoint.get("state_dict", {})
-        own = {f"val_best.{self._key(n)}.max_value": n for n in self.val_names}
+        own = {f"val_best.{self._key(n)}.{PRIMARY.tracker_state}": n for n in self.val_names}
         for key in [k for k in state if k.startswith("val_best.") and k not in own]:
             del state[key]
         for key, name in own.items():
             if key not in state:
                 state[key] = torch.tensor(
-                    float(scores.get(f"val/{name}/psnr_best", -math.inf)), dtype=torch.float64
+                    float(
+                        scores.get(f"val/{name}/{BEST}", -math.inf if PRIMARY.higher_is_better else math.inf)
+                    ),
+                    dtype=torch.float64,
                 )
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -532,17 +544,19 @@ class SRLitModule(LightningModule):
         if sr is None:
             return
         self._score(entry, sr, batch["hr"])
-        self._score(entry, self.bicubic(batch["lr"].float()).clamp(0, 1), batch["hr"], "bicubic_")
+        self._score(entry, self.bicubic(batch["lr"].float()).clamp(0, 1), batch["hr"], BICUBIC)
 
     def on_test_epoch_end(self) -> None:
         for name in self.test_names:
             entry = self.test_metrics[self._key(name)]
             scores = self._compute(entry)
-            self.bicubic_scores["test"][name] = self._compute(entry, "bicubic_")
+            self.bicubic_scores["test"][name] = self._compute(entry, BICUBIC)
             for metric, value in scores.items():
                 self.scores[f"test/{name}/{metric}"] = value
                 self._log_epoch(f"test/{name}/{metric}", value)
-            self._log_epoch(f"test/{name}/psnr_bicubic", self.bicubic_scores["test"][name]["psnr"])
+            self._log_epoch(
+                f"test/{name}/{PRIMARY.name}_bicubic", self.bicubic_scores["test"][name][PRIMARY.name]
+            )
 
     # -- images ------------------------------------------------------------------------------------------
     def _panel(self, image: str, lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:

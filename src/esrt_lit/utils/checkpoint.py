@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` through :func:`~esrt_lit.files.atomic_output`: a save interrupted at any point
     (exception, SIGKILL, full disk) leaves the previous ``path`` intact."""
-    with atomic_output(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_output(path) as tmp, tmp.open("wb") as f:
+        torch.save(obj, f)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

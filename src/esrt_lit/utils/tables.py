@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from esrt_lit.metrics.collection import PRIMARY, format_scores
+
 __all__ = ["markdown_table", "score_cell", "scores_table"]
 
 
@@ -18,26 +20,28 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def score_cell(psnr: float | None, ssim: float | None) -> str:
-    """A ``PSNR/SSIM`` cell as the paper prints it (``33.66/0.9299``), ``-`` when a score is missing."""
-    return f"{psnr:.2f}/{ssim:.4f}" if psnr is not None and ssim is not None else "-"
+    """A ``PSNR/SSIM`` cell from two values (:func:`~esrt_lit.metrics.format_scores`, which formats
+    every metric of :data:`~esrt_lit.metrics.METRICS` from a mapping)."""
+    return format_scores({"psnr": psnr, "ssim": ssim})
 
 
 def scores_table(metrics: Mapping[str, Any], stage: str = "test", model_name: str = "model") -> str:
     """``bicubic`` / ``model`` × benchmark with ``PSNR/SSIM`` cells, from a run's metrics.
 
-    Reads ``{stage}/<set>/psnr|ssim`` and ``bicubic/<set>/psnr|ssim``; sets in the paper's column order.
+    Reads ``{stage}/<set>/<metric>`` and ``bicubic/<set>/<metric>`` of every metric of
+    :data:`~esrt_lit.metrics.METRICS`; sets in the paper's column order.
     """
     from esrt_lit.data.sources import paper_order
 
     names = sorted(
-        (k.split("/")[1] for k in metrics if k.startswith(f"{stage}/") and k.endswith("/psnr")),
+        (k.split("/")[1] for k in metrics if k.startswith(f"{stage}/") and k.endswith(f"/{PRIMARY.name}")),
         key=paper_order,
     )
     if not names:
         return "(no scores)"
 
     def cell(prefix: str, name: str) -> str:
-        return score_cell(metrics.get(f"{prefix}/{name}/psnr"), metrics.get(f"{prefix}/{name}/ssim"))
+        return format_scores(metrics, f"{prefix}/{name}/")
 
     rows = [["bicubic", *(cell("bicubic", n) for n in names)], [model_name, *(cell(stage, n) for n in names)]]
     return markdown_table(["model", *names], rows)
