@@ -17,7 +17,7 @@ from omegaconf import DictConfig, open_dict
 from esrt_lit.config_schema import check_schema
 from esrt_lit.train import CONF_DIR
 from esrt_lit.training.module import SRLitModule
-from esrt_lit.utils import instantiate_callbacks, instantiate_loggers
+from esrt_lit.utils.instantiators import instantiate_callbacks, instantiate_loggers
 from esrt_lit.utils.resolvers import register_resolvers, wandb_key_configured, wandb_mode
 
 register_resolvers()
@@ -230,9 +230,7 @@ def test_every_lazy_package_name_resolves() -> None:
     import esrt_lit
     import esrt_lit.data
     import esrt_lit.models
-    import esrt_lit.training
-    import esrt_lit.utils
 
-    for package in (esrt_lit, esrt_lit.data, esrt_lit.models, esrt_lit.training, esrt_lit.utils):
+    for package in (esrt_lit, esrt_lit.data, esrt_lit.models):
         for name in package.__all__:
             assert getattr(package, name) is not None, f"{package.__name__}.{name}"
