@@ -122,7 +122,7 @@ def _default_config(config_name: str, group_overrides: list[str]) -> DictConfig:
 
 def _check_scale(cfg: DictConfig, default: DictConfig) -> None:
     """The top-level ``scale`` is an SR factor (or null where its default is: the checkpoint's scale)."""
-    from esrt_lit.models.esrt import check_scale
+    from esrt_lit.models.config import check_scale
 
     if "scale" not in cfg or OmegaConf.is_interpolation(cfg, "scale"):
         return

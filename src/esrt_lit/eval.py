@@ -21,6 +21,7 @@ from omegaconf import DictConfig, ListConfig
 from esrt_lit.config_schema import check_schema, quote_non_ascii
 from esrt_lit.evaluation import format_table, run_benchmarks
 from esrt_lit.inference import resolve_device
+from esrt_lit.models.config import SCALES
 from esrt_lit.paths import CONF_DIR
 from esrt_lit.paths import benchmark_root as shared_benchmark_root
 from esrt_lit.utils.resolvers import register_resolvers
@@ -30,7 +31,7 @@ __all__ = ["evaluate", "main", "write_embedded_benchmark"]
 
 log = logging.getLogger(__name__)
 
-BICUBIC_SCALES = [2, 3, 4]
+BICUBIC_SCALES = list(SCALES)
 
 register_resolvers()
 

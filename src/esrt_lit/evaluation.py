@@ -38,7 +38,7 @@ from esrt_lit.data.sources import PAPER_ORDER, BenchmarkSource, BenchmarksSource
 from esrt_lit.inference import upscale
 from esrt_lit.metrics.collection import METRICS, format_scores, score_images
 from esrt_lit.metrics.color import quantize, rgb_to_y
-from esrt_lit.models.esrt import check_scale
+from esrt_lit.models.config import check_scale
 from esrt_lit.utils.tables import markdown_table
 
 __all__ = [

@@ -57,7 +57,7 @@ def load_net(ckpt_path: str | Path | None, scale: int | None = None) -> nn.Modul
         ValueError: no scale for random weights, or a scale that disagrees with the checkpoint.
     """
     from esrt_lit.models import ESRT
-    from esrt_lit.models.esrt import check_scale
+    from esrt_lit.models.config import check_scale
     from esrt_lit.models.loading import load_network
 
     if ckpt_path is None:

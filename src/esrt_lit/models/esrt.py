@@ -14,12 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from esrt_lit.models.config import SCALES, AttentionImpl, ESRTConfig, check_attention, check_scale
+from esrt_lit.models.config import AttentionImpl, ESRTConfig, check_attention
 from esrt_lit.models.hpb import LCB
 from esrt_lit.models.layers import ConvReLU, Scale, Upsampler, conv3x3
 from esrt_lit.models.transformer import LTB
 
-__all__ = ["ESRT", "IR", "SCALES", "check_scale"]
+__all__ = ["ESRT", "IR"]
 
 
 class IR(nn.Module):

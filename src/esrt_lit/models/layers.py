@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from esrt_lit.models.config import check_scale
+
 
 def conv3x3(in_ch: int, out_ch: int, bias: bool = True) -> nn.Conv2d:
     """3×3 convolution with padding 1 (the released code's ``default_conv``)."""
@@ -65,11 +67,9 @@ class Upsampler(nn.Sequential):
 
     def __init__(self, scale: int, n_feats: int) -> None:
         layers: list[nn.Module] = []
-        if scale in (2, 4):
-            for _ in range(int(math.log2(scale))):
-                layers += [conv3x3(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
-        elif scale == 3:
+        if check_scale(scale) == 3:
             layers += [conv3x3(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
         else:
-            raise ValueError(f"scale={scale!r} is not supported; allowed values: 2, 3, 4")
+            for _ in range(int(math.log2(scale))):
+                layers += [conv3x3(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
         super().__init__(*layers)
