@@ -59,11 +59,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from esrt_lit.errors import ConfigError
 from esrt_lit.files import atomic_output
 from esrt_lit.models.streaming import DEFAULT_ROWS
 from esrt_lit.profiling import PeakMemory, count_macs, run_isolated
 from esrt_lit.utils.tables import markdown_table
-from esrt_lit.utils.task import ConfigError, report_error
+from esrt_lit.utils.task import report_error
 
 __all__ = ["STANDARD_SIZES", "Row", "main", "run_bench"]
 

@@ -35,8 +35,9 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from esrt_lit.errors import ConfigError
 from esrt_lit.paths import CONF_DIR
-from esrt_lit.utils.task import ConfigError, exit_with_error
+from esrt_lit.utils.task import exit_with_error
 
 __all__ = ["RANGES", "check_schema", "quote_non_ascii"]
 

@@ -33,9 +33,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from esrt_lit.config_schema import check_schema, quote_non_ascii
+from esrt_lit.errors import ConfigError
 from esrt_lit.files import atomic_output, refuse_overwriting_input
 from esrt_lit.paths import CONF_DIR
-from esrt_lit.utils.task import ConfigError, report_error
+from esrt_lit.utils.task import report_error
 
 __all__ = ["export_onnx", "load_net", "main", "verify_onnx"]
 

@@ -27,6 +27,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from omegaconf import DictConfig, OmegaConf
 
 from esrt_lit.config_schema import quote_non_ascii
+from esrt_lit.errors import ConfigError, Interrupted
 from esrt_lit.paths import CONF_DIR
 from esrt_lit.training.callbacks import StopOnSignal
 from esrt_lit.training.checks import (
@@ -43,7 +44,7 @@ from esrt_lit.utils.logging_utils import log_hyperparameters, net_stats
 from esrt_lit.utils.resolvers import register_resolvers
 from esrt_lit.utils.runs import resume_arguments
 from esrt_lit.utils.tables import scores_table
-from esrt_lit.utils.task import ConfigError, Interrupted, exit_with_error, objective, run_task
+from esrt_lit.utils.task import exit_with_error, objective, run_task
 
 __all__ = ["CONF_DIR", "main", "train"]
 

@@ -14,16 +14,14 @@ from typing import Any
 
 import torch
 
+from esrt_lit.errors import CheckpointError
+
 __all__ = ["EXPECTED", "CheckpointError", "read_checkpoint"]
 
 #: What a checkpoint path may hold, for messages.
 EXPECTED = (
     "a checkpoint of esrt_lit.train (.ckpt), weights of the released ESRT code (.pth) or an ESRT state dict"
 )
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file cannot be read, or holds no network this project can build; names the file."""
 
 
 def _why_unreadable(path: Path, err: BaseException) -> str:

@@ -21,15 +21,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from esrt_lit.utils.task import Interrupted
+from esrt_lit.errors import Interrupted, NonFiniteLossError
 
-__all__ = ["LearningRateMonitor", "NonFiniteLossError", "NonFiniteLossGuard", "StopOnSignal", "TrainingSpeed"]
+__all__ = ["LearningRateMonitor", "NonFiniteLossGuard", "StopOnSignal", "TrainingSpeed"]
 
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
 
 
 def _last_good_checkpoint(trainer: Trainer) -> str | None:

@@ -32,7 +32,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from esrt_lit.utils.task import FAILED_MARKER, Interrupted
+from esrt_lit.errors import Interrupted
 
 __all__ = [
     "LOCK_FILE",
@@ -46,6 +46,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: File written into a sweep job's folder when the job failed (its one-line error).
+FAILED_MARKER = "FAILED"
 
 RESUME_KEY = "resume_dir"
 #: What makes a folder a run: the configuration record Hydra writes, or what the commands write.

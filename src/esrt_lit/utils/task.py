@@ -25,12 +25,11 @@ from typing import Any, NoReturn, TypeVar
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from esrt_lit.errors import ConfigError, Interrupted, NonFiniteLossError
 from esrt_lit.files import atomic_output
+from esrt_lit.utils.runs import FAILED_MARKER, report_failed_jobs
 
 __all__ = [
-    "FAILED_MARKER",
-    "ConfigError",
-    "Interrupted",
     "describe_error",
     "exit_with_error",
     "extras",
@@ -47,25 +46,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: File written into a sweep job's folder when the job failed (its one-line error).
-FAILED_MARKER = "FAILED"
 DEBUG_VARIABLES = ("ESRT_DEBUG", "HYDRA_FULL_ERROR")
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the key and the value."""
-
-
-class Interrupted(Exception):
-    """The run was stopped by a signal; the message says where and how to resume.
-
-    Args:
-        message: the one line, naming the signal.
-        signum: the signal's number; the command exits with ``128 + signum``.
-    """
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.exit_status = 128 + signum
 
 
 def show_tracebacks() -> bool:
@@ -76,8 +57,6 @@ def show_tracebacks() -> bool:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message is meant for the user as it is (they name the culprit)."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    from esrt_lit.training.callbacks import NonFiniteLossError
 
     return (
         ValueError,
@@ -183,8 +162,6 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T | None:
         log.error("job failed: %s", line)
         if isinstance(err, Interrupted):
             from hydra.core.hydra_config import HydraConfig
-
-            from esrt_lit.utils.runs import report_failed_jobs
 
             report_failed_jobs(Path(str(HydraConfig.get().sweep.dir)), interrupted=err)
         return None
