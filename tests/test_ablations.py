@@ -13,7 +13,10 @@ import esrt_lit.train  # noqa: F401  (registers the config resolvers)
 from esrt_lit.reference import PORT_PARAMS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("ablation_*.yaml"))
+# the paper's model ablations (ablation_degradation sweeps the data: tests/test_degradations.py)
+PRESETS = sorted(
+    p.stem for p in (CONF / "experiment").glob("ablation_*.yaml") if p.stem != "ablation_degradation"
+)
 
 F = 32  # feature width
 RU = 2 * (9 * F * F // 2) + F // 2 + F // 2 + F + 2  # two 3x3 convs (with bias), PReLU, two scales

@@ -14,7 +14,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-import esrt_lit.data.datasets as datasets_mod
+import esrt_lit.data.degradations as degradations_mod
 from esrt_lit.data.datamodule import EvalDistributedSampler, SRDataModule
 from esrt_lit.data.datasets import PairStore, SREvalDataset, SRTrainDataset
 from esrt_lit.data.imresize import imresize
@@ -379,7 +379,7 @@ def test_npy_cache_reused_by_a_second_instance(tmp_path: Path, monkeypatch: pyte
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("imresize must not run again")
 
-    monkeypatch.setattr(datasets_mod, "imresize", fail)
+    monkeypatch.setattr(degradations_mod, "imresize", fail)  # the bicubic degradation's
     second = SREvalDataset([record], PairStore(4, "npy", tmp_path / "cache"), "x")
     item = second[0]
     assert torch.equal(item["lr"], expected["lr"]) and torch.equal(item["hr"], expected["hr"])
@@ -407,7 +407,7 @@ def test_memory_cache_resizes_once(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         calls.append(scale)
         return imresize(image, scale)
 
-    monkeypatch.setattr(datasets_mod, "imresize", counting)
+    monkeypatch.setattr(degradations_mod, "imresize", counting)  # the bicubic degradation's
     ds = SRTrainDataset([ImageRecord("a", path)], PairStore(2, "memory"), patch_size=4, repeat=10)
     for i in range(len(ds)):
         ds[i]

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from esrt_lit.config_schema import check_schema, quote_non_ascii
+from esrt_lit.data.degradations import Degradation, build_degradation
 from esrt_lit.evaluation import format_table, run_benchmarks
 from esrt_lit.inference import resolve_device
 from esrt_lit.models.config import SCALES
@@ -70,6 +71,14 @@ def _scales(cfg: DictConfig) -> list[Any] | None:
     return list(value) if isinstance(value, (ListConfig, list, tuple)) else [value]
 
 
+def _instantiate_degradation(cfg: DictConfig) -> Degradation:
+    """The ``degradation`` group's object (:mod:`esrt_lit.data.degradations`), errors naming the key."""
+    try:
+        return build_degradation(OmegaConf.to_container(cfg.degradation, resolve=True))
+    except (ValueError, hydra.errors.InstantiationException) as err:
+        raise ConfigError(f"degradation: {err.__cause__ or err}") from err
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score the configured model; returns :func:`esrt_lit.evaluation.run_benchmarks`' results.
 
@@ -96,13 +105,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         device=resolve_device(cfg.device),
         tile=cfg.get("tile"),
         label=label,
+        degradation=_instantiate_degradation(cfg),
     )
 
 
 def _evaluate_and_report(cfg: DictConfig) -> None:
     results = evaluate(cfg)
     print(  # noqa: T201 - the CLI's product
-        f"{results['model']}: PSNR (dB) / SSIM on Y, `scale` pixels cropped\n{format_table(results)}\n"
+        f"{results['model']}: PSNR (dB) / SSIM on Y, `scale` pixels cropped, {results['degradation']} LR\n"
+        f"{format_table(results)}\n"
         f"written: {Path(cfg.paths.output_dir) / 'results.md'} and results.json"
     )
 

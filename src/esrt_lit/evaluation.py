@@ -14,6 +14,10 @@ cropped from each border (:mod:`esrt_lit.metrics`). Two ways of making the super
 
 A grey HR image (Set14 ``bridge``) is scored on its own channel, its grey value being its Y.
 
+Another degradation (``degradation=bd`` or ``dn``, :mod:`esrt_lit.data.degradations`) makes every LR
+from the HR (stored LR files are bicubic), DN's noise seeded per image so that a table is the same on
+every run; its bicubic baseline is the RGB pipeline's bicubic upscaling of that degraded LR.
+
 :func:`iter_sr_pairs` is the one place where the pipeline lives; :func:`score_pair` scores what it
 yields; :func:`evaluate_folder` and :func:`run_benchmarks` build on both, and the Hydra CLI
 ``python -m esrt_lit.eval`` on :func:`run_benchmarks`.
@@ -33,6 +37,8 @@ import torch
 from torch import nn
 
 from esrt_lit.data.datasets import PairStore, check_scorable
+from esrt_lit.data.degradations import Bicubic as BicubicDegradation
+from esrt_lit.data.degradations import Degradation
 from esrt_lit.data.imresize import imresize
 from esrt_lit.data.sources import PAPER_ORDER, BenchmarkSource, BenchmarksSource
 from esrt_lit.inference import upscale
@@ -120,6 +126,7 @@ def iter_sr_pairs(
     tile: int | None = None,
     lr_dir: str | Path | None = None,
     tile_overlap: int = 16,
+    degradation: Degradation | None = None,
 ) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
     """Super-resolve every image of a benchmark folder following the protocol; the one home of the pipeline.
 
@@ -137,6 +144,8 @@ def iter_sr_pairs(
         tile: LR tile size for networks that do not fit an image at once (None: whole images).
         lr_dir: stored LR images (``baby.png`` or ``babyx4.png``) instead of the pack's or ``imresize``'s.
         tile_overlap: LR pixels shared by neighbouring tiles.
+        degradation: how the LR is made (default bicubic); another one ignores stored LR images, and
+            ``"bicubic"`` then upscales its LR in RGB (:class:`~esrt_lit.models.bicubic.Bicubic`).
 
     Yields:
         ``(name, sr, hr)``: the file stem and ``uint8 [1, C, H, W]`` CPU tensors ready for
@@ -153,7 +162,12 @@ def iter_sr_pairs(
     scale = int(scale)
     source = BenchmarkSource(str(hr_dir), lr_dir=str(lr_dir) if lr_dir is not None else None)
     records = source.records(scale)
-    store = PairStore(scale, cache="none")
+    degradation = degradation if degradation is not None else BicubicDegradation()
+    store = PairStore(scale, cache="none", degradation=degradation)
+    if isinstance(model, str) and model == BICUBIC and not isinstance(degradation, BicubicDegradation):
+        from esrt_lit.models.bicubic import Bicubic
+
+        model = Bicubic(scale)  # the published Y-first procedure exists for the bicubic LR only
     if isinstance(model, str) and model == BICUBIC:
         for record in records:
             hr = store.hr(record)  # checks a stored LR too; the procedure makes its own from Y
@@ -201,6 +215,7 @@ def evaluate_folder(
     device: str | torch.device = "cpu",
     tile: int | None = None,
     lr_dir: str | Path | None = None,
+    degradation: Degradation | None = None,
 ) -> dict[str, Any]:
     """Mean PSNR/SSIM of a model on a folder of HR images, as in the published tables.
 
@@ -213,6 +228,7 @@ def evaluate_folder(
         tile: LR tile size, or None for whole images.
         label: what the results call the model (default: the path, ``bicubic`` or the network's class).
         lr_dir: stored LR images (overrides the pack's).
+        degradation: how the LR is made (default bicubic; see :func:`iter_sr_pairs`).
 
     Returns:
         ``{"psnr": mean, "ssim": mean, "images": [{"name", "psnr", "ssim"}, ...]}``.
@@ -223,7 +239,7 @@ def evaluate_folder(
     """
     images = [
         {"name": name, **score_pair(sr, hr, scale)}
-        for name, sr, hr in iter_sr_pairs(hr_dir, scale, model, device, tile, lr_dir)
+        for name, sr, hr in iter_sr_pairs(hr_dir, scale, model, device, tile, lr_dir, degradation=degradation)
     ]
     means = {m.name: math.fsum(i[m.name] for i in images) / len(images) for m in METRICS}
     return {**means, "images": images}
@@ -238,6 +254,7 @@ def run_benchmarks(
     device: str | torch.device = "cpu",
     tile: int | None = None,
     label: str | None = None,
+    degradation: Degradation | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model on every benchmark under ``benchmark_root`` at every scale.
 
@@ -253,9 +270,10 @@ def run_benchmarks(
             run refuses to start if either exists.
         device: where the network runs.
         tile: LR tile size, or None for whole images.
+        degradation: how the LR is made (default bicubic; see :func:`iter_sr_pairs`).
 
     Returns:
-        ``{"model": str, "scales": [...], "benchmarks": [...], "results": {"x4": {"Set5":
+        ``{"model": str, "degradation": str, "scales": [...], "benchmarks": [...], "results": {"x4": {"Set5":
         evaluate_folder(...)}}}``.
 
     Raises:
@@ -281,8 +299,12 @@ def run_benchmarks(
         description = ", ".join(f"x{s}: {_describe(model[s])}" for s in scales)
     else:
         description = _describe(model)
+    degradation = degradation if degradation is not None else BicubicDegradation()
+    if model == BICUBIC and not isinstance(degradation, BicubicDegradation):
+        description = f"bicubic (RGB upscaling of the {degradation.name} LR)"
     results: dict[str, Any] = {
         "model": label or description,
+        "degradation": degradation.name,
         "scales": scales,
         "benchmarks": [b.label for b in benches],
         "results": {},
@@ -293,7 +315,7 @@ def run_benchmarks(
             spec = load_model(spec)  # load a checkpoint once per scale, not once per benchmark
         per_bench = results["results"][f"x{scale}"] = {}
         for bench in benches:
-            res = evaluate_folder(bench.root, scale, spec, device, tile, bench.lr_dir)
+            res = evaluate_folder(bench.root, scale, spec, device, tile, bench.lr_dir, degradation)
             per_bench[bench.label] = res
             log.info(
                 "x%d %s: %s", scale, bench.label, ", ".join(f"{m.name} {res[m.name]:.4f}" for m in METRICS)
@@ -303,8 +325,13 @@ def run_benchmarks(
         with out_paths[0].open("x") as f:
             json.dump(_json_safe(results), f, indent=2, allow_nan=False)
         with out_paths[1].open("x") as f:
+            title = (
+                description
+                if results["degradation"] == BICUBIC
+                else f"{description}, {results['degradation']} LR"
+            )
             f.write(
-                f"# {description}\n\nPSNR (dB) / SSIM on Y, `scale` pixels cropped.\n\n{format_table(results)}\n"
+                f"# {title}\n\nPSNR (dB) / SSIM on Y, `scale` pixels cropped.\n\n{format_table(results)}\n"
             )
     return results
 

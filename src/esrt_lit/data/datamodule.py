@@ -28,6 +28,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from esrt_lit.data.datasets import CacheMode, PairStore, SREvalDataset, SRTrainDataset
+from esrt_lit.data.degradations import build_degradation
 from esrt_lit.data.sampling import ResumableDataLoader
 from esrt_lit.data.sources import ImageRecord, SkimageSource, Source, build_sources
 
@@ -94,6 +95,10 @@ class SRDataModule(LightningDataModule):
             that a resumed run sees the data an uninterrupted one would, with or without workers); None
             takes Lightning's global seed (``$PL_GLOBAL_SEED``, set by ``seed_everything``), else a random one.
             It is stored in checkpoints, so a resumed run keeps it.
+        degradation: how LR images are made from HR ones (the ``degradation`` group; see
+            :mod:`esrt_lit.data.degradations`): None or ``bicubic`` (stored LR files used when a source
+            has them), ``bd`` or ``dn`` (always from the HR). A noisy degradation's noise is seeded per
+            image in validation and test, and drawn afresh for every training patch.
     """
 
     def __init__(
@@ -114,6 +119,7 @@ class SRDataModule(LightningDataModule):
         pin_memory: bool | str = "auto",
         persistent_workers: bool = True,
         seed: int | None = None,
+        degradation: Any = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # stored in checkpoints (scale, sources) for evaluation
@@ -148,7 +154,14 @@ class SRDataModule(LightningDataModule):
             env = os.environ.get("PL_GLOBAL_SEED")
             seed = int(env) if env is not None else random.randrange(2**31)
         self.seed = int(seed)
-        self.store = PairStore(self.scale, cache, cache_dir)
+        self.degradation = build_degradation(degradation)
+        self.store = PairStore(self.scale, cache, cache_dir, self.degradation)
+        # training patches get fresh noise (SRTrainDataset); the store keeps the noise-free LR
+        self.train_store = (
+            PairStore(self.scale, cache, cache_dir, self.degradation, noise=False)
+            if self.degradation.noise_sigma
+            else self.store
+        )
         self._val_sources: list[Source] | None = None
         self._test_sources: list[Source] | None = None
         self.train_set: SRTrainDataset | None = None
@@ -228,7 +241,7 @@ class SRDataModule(LightningDataModule):
         least = world * self.batch_size  # one full batch per process: an epoch never rounds to nothing
         ds = SRTrainDataset(
             records,
-            self.store,
+            self.train_store,
             patch_size=self.patch_size,
             augment=self.augment,
             repeat=self.repeat,
@@ -245,7 +258,12 @@ class SRDataModule(LightningDataModule):
             ds.length = least
         ds.warm(threads=max(1, self.loader_workers))
         log.info(
-            "training set %s: %d images, %d items per epoch, x%d", ds.name, len(records), len(ds), self.scale
+            "training set %s: %d images, %d items per epoch, x%d, %s degradation",
+            ds.name,
+            len(records),
+            len(ds),
+            self.scale,
+            self.degradation.name,
         )
         return ds
 

@@ -3,9 +3,12 @@
 Both read ``(LR, HR)`` pairs through a :class:`PairStore`, which decodes each image once and makes
 its LR once: HR is modcropped to a multiple of the scale, and the LR is the stored LR file when the
 source has one (its size checked against the HR), else MATLAB ``imresize(HR, 1/s)`` rounded to
-``uint8`` (ESRT, Lu et al., arXiv 2108.11084, Sec. 4.1: "bicubic degradation"). The store keeps pairs
-in memory (``cache="memory"``), or as ``uint8`` ``.npy`` files in a cache folder keyed by the source
-file's path, mtime, size and the scale (``cache="npy"``, memory-mapped on read, so a second run and
+``uint8`` (ESRT, Lu et al., arXiv 2108.11084, Sec. 4.1: "bicubic degradation"). Another degradation
+(:mod:`esrt_lit.data.degradations`: ``bd``, ``dn``) always makes the LR from the HR, stored LR files
+being bicubic; its noise is seeded per image (:func:`~esrt_lit.data.degradations.image_seed`) for
+evaluation, and drawn afresh for every training patch. The store keeps pairs in memory
+(``cache="memory"``), or as ``uint8`` ``.npy`` files in a cache folder keyed by the source file's path,
+mtime, size, the degradation and the scale (``cache="npy"``, memory-mapped on read, so a second run and
 worker processes never decode or resize again), or nowhere (``cache="none"``).
 """
 
@@ -22,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from esrt_lit.data.imresize import imresize
+from esrt_lit.data.degradations import Bicubic, Degradation, image_seed
 from esrt_lit.data.io import modcrop, read_image
 from esrt_lit.data.sources import ImageRecord
 from esrt_lit.data.transforms import (
@@ -48,8 +51,6 @@ log = logging.getLogger(__name__)
 
 CacheMode = Literal["memory", "npy", "none"]
 CACHE_MODES: tuple[str, ...] = ("memory", "npy", "none")
-# Part of every LR cache key: bump it when the degradation (imresize) changes.
-_DEGRADATION_VERSION = "matlab-bicubic-v1"
 
 
 def default_cache_dir() -> Path:
@@ -84,9 +85,20 @@ class PairStore:
             main process loaded), ``npy`` (``uint8`` ``.npy`` files in ``cache_dir``, memory-mapped),
             or ``none`` (decode on every access).
         cache_dir: folder of the ``npy`` cache (default :func:`default_cache_dir`).
+        degradation: how an LR is made from its HR (default :class:`~esrt_lit.data.degradations.Bicubic`);
+            any other ignores stored LR files.
+        noise: add the degradation's noise, seeded by the image's name and the scale; False leaves it
+            to :class:`SRTrainDataset`, which draws it afresh for every patch.
     """
 
-    def __init__(self, scale: int, cache: CacheMode = "memory", cache_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        scale: int,
+        cache: CacheMode = "memory",
+        cache_dir: str | Path | None = None,
+        degradation: Degradation | None = None,
+        noise: bool = True,
+    ) -> None:
         if cache not in CACHE_MODES:
             raise ValueError(f"cache={cache!r}; expected one of {', '.join(CACHE_MODES)}")
         if int(scale) != scale or scale < 1:
@@ -94,6 +106,10 @@ class PairStore:
         self.scale = int(scale)
         self.cache = cache
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        self.degradation = degradation if degradation is not None else Bicubic()
+        self.noise = noise
+        # stored LR files are bicubic: another degradation makes its LR from the HR
+        self.stored_lr = isinstance(self.degradation, Bicubic)
         if cache == "npy":
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._pairs: dict[ImageRecord, tuple[np.ndarray, np.ndarray]] = {}
@@ -117,7 +133,7 @@ class PairStore:
         """The modcropped HR of ``record`` alone, decoded (not cached); a stored LR is read and checked
         against it, a missing one is not made."""
         hr = self._hr(record.hr, read_image(record.hr))
-        if record.lr is not None:
+        if record.lr is not None and self.stored_lr:
             self._lr_for(record, hr)
         return hr
 
@@ -137,8 +153,9 @@ class PairStore:
 
     def _lr_for(self, record: ImageRecord, hr: np.ndarray) -> np.ndarray:
         s = self.scale
-        if record.lr is None:
-            return imresize(hr, 1 / s)
+        if record.lr is None or not self.stored_lr:
+            seed = image_seed(record.name, s) if self.noise else None
+            return self.degradation(hr, s, seed, noise=self.noise)
         lr = read_image(record.lr)
         (h, w), (big_h, big_w) = lr.shape[:2], hr.shape[:2]
         if (h * s, w * s) != (big_h, big_w):
@@ -154,7 +171,11 @@ class PairStore:
 
     def _load_npy(self, record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
         hr_key = _file_key(record.hr)
-        lr_key = f"{hr_key}|{_file_key(record.lr) if record.lr else _DEGRADATION_VERSION}|x{self.scale}"
+        degradation = self.degradation.clean_key
+        if self.noise and self.degradation.noise_sigma:  # the noise is seeded by the image's name
+            degradation = f"{self.degradation.cache_key}|{record.name}"
+        stored = record.lr is not None and self.stored_lr
+        lr_key = f"{hr_key}|{_file_key(record.lr) if stored else degradation}|x{self.scale}"
         hr_path = self.cache_dir / f"{record.hr.stem}-{_digest(hr_key)}.hr.npy"
         lr_path = self.cache_dir / f"{record.hr.stem}-{_digest(lr_key)}.lr_x{self.scale}.npy"
         if hr_path.is_file():
@@ -257,6 +278,8 @@ class SRTrainDataset(_PairDataset):
             lr, hr, self.patch_size, self.scale, np.random.default_rng(seed)
         )
         lr_patch, hr_patch = np.ascontiguousarray(lr_patch), np.ascontiguousarray(hr_patch)
+        if not self.store.noise:
+            lr_patch = self.store.degradation.add_noise(lr_patch, seed)
         if self.augment:
             lr_patch, hr_patch = self._d4(lr_patch, hr_patch, seed)
         return {"lr": to_tensor(to_three_channels(lr_patch)), "hr": to_tensor(to_three_channels(hr_patch))}
