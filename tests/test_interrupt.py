@@ -101,7 +101,7 @@ def test_sigterm_saves_a_checkpoint_records_it_and_resumes_exactly(
     resumed = json.loads((run / "metrics.json").read_text())
     assert "interrupted" not in resumed
     assert resumed["global_step"] == 40
-    assert resumed["speed/from_step"] == step + 1  # its first step was step + 1, not 1
+    assert step + 1 <= resumed["speed/from_step"] < 40  # measured over the resumed steps only
 
     assert_ok(run_cli(TRAIN, f"hydra.run.dir={tmp_path / 'full'}", *args))
     full = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)

@@ -2,9 +2,11 @@
 
 ``DIR`` is a Hydra multirun directory (each job folder holds ``.hydra/`` and the ``metrics.json``
 that training writes) or a folder of W&B offline runs (``offline-run-*``, read without network).
-Writes ``report.md`` (one row per run: the overridden knobs, parameters, MACs, latency, PSNR/SSIM
-per benchmark, best marked, the paper's figure beside the released configuration),
-``report.csv`` and PNG plots of PSNR against parameters and against MACs, each run labelled.
+Writes ``report.md`` (one row per run: the overridden knobs, parameters, MACs, latency, per benchmark
+the last validation's PSNR/SSIM and, when the runs were tested, the best checkpoint's test PSNR/SSIM
+(what training printed), best marked, the paper's figure beside the released configuration; a bicubic
+row), ``report.csv`` and PNG plots of validation PSNR against parameters and against MACs, each run
+labelled, bicubic's PSNR drawn and written beside its line.
 When a W&B run is active the table is logged to it too.
 """
 
@@ -30,9 +32,11 @@ from esrt_lit.wandb_offline import read_offline_run
 
 log = logging.getLogger(__name__)
 
-METRIC_KEY = re.compile(r"^val/(?P<bench>[^/]+)/(?P<metric>psnr|ssim)$")
+METRIC_KEY = re.compile(r"^(?P<stage>val|test)/(?P<bench>[^/]+)/(?P<metric>psnr|ssim)$")
+#: The score columns' names: ``Set5/val_psnr_last`` (the last validation) and ``Set5/test_psnr``.
+SCORE_COLUMN = {"val": "{bench}/val_{metric}_last", "test": "{bench}/test_{metric}"}
 #: Metrics the table shows as numbers (besides the scores :data:`METRIC_KEY` matches).
-NUMBER_KEYS = re.compile(r"^(params|macs|macs_paper|latency_128_ms|bicubic/[^/]+/psnr)$")
+NUMBER_KEYS = re.compile(r"^(params|macs|macs_paper|latency_128_ms|bicubic/[^/]+/(psnr|ssim))$")
 #: The released architecture; a run with these knobs gets the paper's figure beside its own.
 RELEASED = {**RELEASED_KNOBS, "rsa": True}
 OUTPUTS = ("report.md", "report.csv", "psnr_vs_params.png", "psnr_vs_macs.png")
@@ -63,8 +67,9 @@ class Run:
         scale = self.model.get("scale", self.metrics.get("scale"))
         return int(scale) if scale is not None else None
 
-    def score(self, bench: str, metric: str) -> float | None:
-        value = self.metrics.get(f"val/{bench}/{metric}")
+    def score(self, bench: str, metric: str, stage: str = "val") -> float | None:
+        """The run's ``<stage>/<bench>/<metric>`` (the last validation's, or the best checkpoint's test)."""
+        value = self.metrics.get(f"{stage}/{bench}/{metric}")
         return float(value) if value is not None else None
 
     @property
@@ -149,24 +154,56 @@ def _knob_columns(runs: list[Run]) -> list[str]:
     return varying or keys
 
 
-def _benchmarks(runs: list[Run]) -> list[str]:
+def _benchmarks(runs: list[Run], stage: str = "val") -> list[str]:
+    """The benchmarks with ``stage`` scores in any run, in the order first met."""
     found: list[str] = []
     for run in runs:
         for key in run.metrics:
             match = METRIC_KEY.match(key)
-            if match and match["bench"] not in found:
+            if match and match["stage"] == stage and match["bench"] not in found:
                 found.append(match["bench"])
     return found
 
 
+def _score_columns(runs: list[Run]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Per benchmark, its score columns' ``(stage, metric)``: the last validation's scores, then the test
+    scores when the runs have them; the validation benchmarks first, then those only tested."""
+    val, test = _benchmarks(runs, "val"), _benchmarks(runs, "test")
+    return [
+        (
+            bench,
+            [
+                (stage, metric)
+                for stage in ("val", "test")
+                if bench in {"val": val, "test": test}[stage]
+                for metric in ("psnr", "ssim")
+            ],
+        )
+        for bench in [*val, *(b for b in test if b not in val)]
+    ]
+
+
+def _bicubic_score(runs: list[Run], bench: str, metric: str = "psnr") -> float | None:
+    """Bicubic's ``metric`` on ``bench`` as the runs recorded it (the same for every run of one scale)."""
+    values = [r.metrics.get(f"bicubic/{bench}/{metric}") for r in runs]
+    return next((float(v) for v in values if v is not None), None)
+
+
 def build_table(runs: list[Run]) -> tuple[list[str], list[list[Any]], dict[str, int]]:
-    """Columns, rows (raw values) and, per score column (``Set5/psnr``, ``Set5/ssim``), the index of the
-    row with the best value among the finite ones (a NaN or infinite score is never the best)."""
-    knobs, benches = _knob_columns(runs), _benchmarks(runs)
+    """Columns, rows (raw values: a ``bicubic`` row first when the runs recorded bicubic's scores, then
+    one per run) and, per score column (``Set5/val_psnr_last``, ``Set5/test_ssim`` ...), the index of
+    the run row with the best value among the finite ones (a NaN or infinite score is never the best;
+    bicubic, the reference, never is)."""
+    knobs, groups = _knob_columns(runs), _score_columns(runs)
     columns = ["run", *knobs, "params", "macs_G", "macs_paper_G", "latency_128_ms"]
-    for bench in benches:
-        columns += [f"{bench}/psnr", f"{bench}/ssim", f"{bench}/paper"]
-    rows = []
+    for bench, scores in groups:
+        columns += [SCORE_COLUMN[stage].format(bench=bench, metric=metric) for stage, metric in scores]
+        columns.append(f"{bench}/paper")
+    bicubic: list[Any] = ["bicubic", *("" for _ in knobs), None, None, None, None]
+    for bench, scores in groups:  # bicubic's scores cover whole sets: the same for validation and test
+        bicubic += [*(_bicubic_score(runs, bench, metric) for _, metric in scores), ""]
+    rows = [bicubic] if any(isinstance(v, float) for v in bicubic) else []
+    offset = len(rows)
     for run in runs:
         m = run.metrics
         row: list[Any] = [run.path.name, *(run.overrides.get(k, "") for k in knobs)]
@@ -176,21 +213,21 @@ def build_table(runs: list[Run]) -> tuple[list[str], list[list[Any]], dict[str, 
             m["macs_paper"] / 1e9 if m.get("macs_paper") is not None else None,
             m.get("latency_128_ms"),
         ]
-        for bench in benches:
+        for bench, scores in groups:
             paper = PAPER_ESRT.get(run.scale or 0, {}).get(bench) if run.is_released else None
             row += [
-                run.score(bench, "psnr"),
-                run.score(bench, "ssim"),
+                *(run.score(bench, metric, stage) for stage, metric in scores),
                 score_cell(*paper) if paper else "",
             ]
         rows.append(row)
     best = {}
-    for bench in benches:
-        for metric in ("psnr", "ssim"):
-            scores = [(run.score(bench, metric), i) for i, run in enumerate(runs)]
-            scored = [(value, i) for value, i in scores if value is not None and math.isfinite(value)]
-            if scored:
-                best[f"{bench}/{metric}"] = max(scored, key=lambda t: t[0])[1]  # the first of ties
+    for bench, scores in groups:
+        for stage, metric in scores:
+            values = [(run.score(bench, metric, stage), i) for i, run in enumerate(runs)]
+            scored = [(value, i) for value, i in values if value is not None and math.isfinite(value)]
+            if scored:  # the first of ties
+                column = SCORE_COLUMN[stage].format(bench=bench, metric=metric)
+                best[column] = offset + max(scored, key=lambda t: t[0])[1]
     return columns, rows, best
 
 
@@ -198,17 +235,20 @@ def _fmt(value: Any, column: str) -> str:
     if value is None or value == "":
         return "–"
     if isinstance(value, float):
-        if column.endswith("/ssim"):
+        if "ssim" in column:
             return f"{value:.4f}"
-        if column.endswith("_G") or column.endswith("/psnr") or column.endswith("_ms"):
+        if column.endswith("_G") or "psnr" in column or column.endswith("_ms"):
             return f"{value:.2f}"
     if column == "params" and isinstance(value, int):
         return f"{value:,}"
     return str(value)
 
 
-def to_markdown(columns: list[str], rows: list[list[Any]], best: dict[str, int], title: str) -> str:
-    """Markdown table; the best PSNR and the best SSIM of each benchmark in bold."""
+def to_markdown(
+    columns: list[str], rows: list[list[Any]], best: dict[str, int], title: str, lr_hw: str | None = None
+) -> str:
+    """Markdown table; the best PSNR and the best SSIM of each score column in bold; ``lr_hw``: the LR
+    input size of the MACs (:func:`macs_input`)."""
     cells = [
         [
             f"**{_fmt(v, col)}**" if best.get(col) == i else _fmt(v, col)
@@ -217,22 +257,86 @@ def to_markdown(columns: list[str], rows: list[list[Any]], best: dict[str, int],
         for i, row in enumerate(rows)
     ]
     notes = [
-        "Bold: the best PSNR and the best SSIM of each benchmark. `paper`: the paper's ESRT figure, shown for runs "
-        "with the released knobs.",
-        "MACs are exact multiply-adds (attention included) and the paper-style count (convolutions and linears only).",
+        "Bold: the best PSNR and the best SSIM of each column. `val_*_last`: the last validation's scores (what "
+        "the plots show); `test_*`: the best checkpoint's test scores (what training printed). `bicubic`: the "
+        "reference, on the same images. `paper`: the paper's ESRT figure, shown for runs with the released knobs.",
+        f"MACs are exact multiply-adds (attention included) and the paper-style count (convolutions and linears "
+        f"only), in G, for a {lr_hw or '(size not recorded)'} LR input.",
     ]
     return "\n".join([f"# {title}", "", markdown_table(columns, cells), "", *notes]) + "\n"
-
-
-def _bicubic(runs: list[Run], bench: str) -> float | None:
-    """Bicubic's PSNR on ``bench`` as the runs recorded it (the same for every run of one scale)."""
-    values = [r.metrics.get(f"bicubic/{bench}/psnr") for r in runs]
-    return next((float(v) for v in values if v is not None), None)
 
 
 def _finite(value: Any) -> bool:
     """Whether a cell holds a plottable number (not missing, NaN or infinite)."""
     return value is not None and math.isfinite(value)
+
+
+def format_count(value: float, _position: object = None) -> str:
+    """A parameter count as an axis label: ``0.68M``, ``27.0K``, ``512`` (a matplotlib tick formatter)."""
+    if abs(value) >= 1e5:
+        return f"{value / 1e6:.2f}M"
+    if abs(value) >= 1e3:
+        return f"{value / 1e3:.1f}K"
+    return f"{value:.0f}"
+
+
+def macs_input(runs: list[Run]) -> str | None:
+    """The LR input size the runs' MACs were counted for (``macs_lr_hw`` in metrics.json), e.g. ``128x128``."""
+    size = next((r.metrics.get("macs_lr_hw") for r in runs if r.metrics.get("macs_lr_hw")), None)
+    return "x".join(str(int(v)) for v in size) if isinstance(size, list | tuple) else None
+
+
+def plot_figure(
+    runs: list[Run], rows: list[list[Any]], columns: list[str], x_col: str, x_label: str, title: str
+) -> Any:
+    """The figure of validation PSNR (last validation) against ``x_col``: each run labelled with its
+    knobs, bicubic's PSNR a dashed line with its value written beside it; parameter counts as ``0.68M``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    xi = columns.index(x_col)
+    knobs = columns[1 : columns.index("params")]
+    for bench in _benchmarks(runs):
+        yi = columns.index(SCORE_COLUMN["val"].format(bench=bench, metric="psnr"))
+        pts = [(row[xi], row[yi], row) for row in rows if _finite(row[xi]) and _finite(row[yi])]
+        if not pts:
+            continue
+        (line,) = ax.plot(
+            [p[0] for p in pts], [p[1] for p in pts], "o", label=f"runs, last validation PSNR on {bench}"
+        )
+        for x, y, row in pts:
+            label = (
+                ", ".join(f"{k.removeprefix('model.')}={row[1 + j]}" for j, k in enumerate(knobs)) or row[0]
+            )
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        bicubic = _bicubic_score(runs, bench)
+        if bicubic is not None:
+            text = f"bicubic on {bench}: {bicubic:.2f} dB"
+            ax.axhline(bicubic, color=line.get_color(), linestyle="--", linewidth=1, label=text)
+            ax.annotate(
+                text,
+                (1.0, bicubic),
+                xycoords=("axes fraction", "data"),
+                textcoords="offset points",
+                xytext=(-4, 3),
+                ha="right",
+                fontsize=7,
+                color=line.get_color(),
+            )
+    if x_col == "params":
+        ax.xaxis.set_major_formatter(FuncFormatter(format_count))
+    ax.margins(x=0.15, y=0.1)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("PSNR (dB, Y)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def _plot(
@@ -244,40 +348,9 @@ def _plot(
     path: Path,
     title: str,
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    benches = _benchmarks(runs)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    xi = columns.index(x_col)
-    knobs = columns[1 : columns.index("params")]
-    for bench in benches:
-        yi = columns.index(f"{bench}/psnr")
-        pts = [(row[xi], row[yi], row) for row in rows if _finite(row[xi]) and _finite(row[yi])]
-        if not pts:
-            continue
-        (line,) = ax.plot(
-            [p[0] for p in pts], [p[1] for p in pts], "o", label=f"runs, validation PSNR on {bench}"
-        )
-        for x, y, row in pts:
-            label = (
-                ", ".join(f"{k.removeprefix('model.')}={row[1 + j]}" for j, k in enumerate(knobs)) or row[0]
-            )
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        bicubic = _bicubic(runs, bench)
-        if bicubic is not None:
-            ax.axhline(
-                bicubic, color=line.get_color(), linestyle="--", linewidth=1, label=f"bicubic on {bench}"
-            )
-    ax.margins(x=0.15, y=0.1)
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(x_label)
-    ax.set_ylabel("PSNR (dB, Y)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig = plot_figure(runs, rows, columns, x_col, x_label, title)
     with atomic_output(path) as tmp:
         fig.savefig(tmp)
     plt.close(fig)
@@ -306,7 +379,7 @@ def write_report(
     columns, rows, best = build_table(runs)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_output(paths["report.md"]) as tmp:
-        tmp.write_text(to_markdown(columns, rows, best, f"Ablation report: {root}"))
+        tmp.write_text(to_markdown(columns, rows, best, f"Ablation report: {root}", macs_input(runs)))
     with atomic_output(paths["report.csv"]) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
@@ -328,7 +401,7 @@ def write_report(
         rows,
         columns,
         "macs_G",
-        "exact MACs (G)",
+        f"exact MACs (G) for a {macs_input(runs) or '(size not recorded)'} LR input",
         paths["psnr_vs_macs.png"],
         f"{name}: {what}PSNR against MACs",
     )

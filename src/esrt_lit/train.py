@@ -107,6 +107,8 @@ def _train(cfg: DictConfig, stop: StopOnSignal) -> tuple[dict[str, Any], dict[st
         scheduler=_instantiate(cfg, "scheduler"),
         net_config=OmegaConf.to_container(cfg.model, resolve=True),
     )
+    if cfg.get("train", True):  # the model summary's FLOPs and sizes, for one training patch
+        module.example_input_array = torch.zeros(1, 3, datamodule.patch_size, datamodule.patch_size)
     ckpt_path = resolve_ckpt_path(
         cfg.get("ckpt_path") or ("last" if cfg.get("resume_dir") else None), output_dir
     )

@@ -178,12 +178,15 @@ class TrainingSpeed(Callback):
 
     ``speed/first_step_s`` is the wall time of the fit's first training step (compilation included
     when the step is compiled); ``speed/it_per_s`` and ``speed/samples_per_s`` cover the steps after
-    ``warmup_steps`` (``speed/from_step``; the second step when training stops earlier) to the end of
-    training, data loading, logging and checkpointing included and validation loops excluded (their
-    total is ``speed/val_s``). The device is synchronised only at those few points.
+    ``warmup_steps`` (``speed/from_step``) to the end of training, data loading, logging and
+    checkpointing included and validation loops excluded (their total is ``speed/val_s``). The warm-up
+    counts from the fit's first step (a resumed fit warms up again), and a fit of fewer than
+    ``2 * warmup_steps`` steps is measured from its middle step, so that even the default 100-step run
+    records its speed (from its second step when training stops before its planned end).
+    The device is synchronised only at those few points.
 
     Args:
-        warmup_steps: the step from which the steady-state speed is measured.
+        warmup_steps: the step from which the steady-state speed is measured (at most half the run).
     """
 
     def __init__(self, warmup_steps: int = 100) -> None:
@@ -200,9 +203,15 @@ class TrainingSpeed(Callback):
         self._val_in_window = 0.0
         self.val_s = 0.0
         self.samples_per_step = 0
+        self._from_step = self.warmup_steps
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._reset()
+        start, total = trainer.global_step, trainer.estimated_stepping_batches  # a resumed fit: its own steps
+        warmup = (
+            self.warmup_steps if total == float("inf") else min(self.warmup_steps, (int(total) - start) // 2)
+        )
+        self._from_step = start + warmup
 
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, *args: Any
@@ -220,7 +229,7 @@ class TrainingSpeed(Callback):
             now = time.perf_counter()
             self.first_step_s = now - self._first_start
             self._clock = (step, now)  # the fallback: from the second step on
-        elif self._clock is not None and self._clock[0] < self.warmup_steps <= step:
+        elif self._clock is not None and self._clock[0] < self._from_step <= step:
             _sync(trainer)
             self._clock, self._val_in_window = (step, time.perf_counter()), 0.0
 

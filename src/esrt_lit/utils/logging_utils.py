@@ -8,18 +8,30 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import WandbLogger as _WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from esrt_lit.profiling import count_macs, measure_latency
 
-__all__ = ["STATS_LR_HW", "git_commit", "hydra_overrides", "log_hyperparameters", "net_stats"]
+__all__ = ["STATS_LR_HW", "WandbLogger", "git_commit", "hydra_overrides", "log_hyperparameters", "net_stats"]
 
 log = logging.getLogger(__name__)
 
 #: LR input size (height, width) at which MACs and latency are measured and reported.
 STATS_LR_HW = (128, 128)
+
+
+class WandbLogger(_WandbLogger):
+    """Lightning's :class:`~lightning.pytorch.loggers.WandbLogger` (``logger=wandb``), less the
+    ``anonymous=None`` it hands ``wandb.init`` when ``anonymous`` is not given: wandb warns on every run
+    that the setting has no effect, whatever its value."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
 
 
 def hydra_overrides() -> list[str]:

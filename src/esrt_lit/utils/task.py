@@ -145,7 +145,11 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T | None:
     ``<job folder>/FAILED``, logs it and returns None, so that the sweep goes on (an Optuna sweep counts
     the trial as failed); an :class:`Interrupted` job writes it too, then ends the sweep with its failed
     jobs listed (:func:`esrt_lit.utils.runs.report_failed_jobs`), since the signal was meant for the sweep.
+    The libraries' noise the user cannot act on is silenced (:func:`esrt_lit.utils.console.quiet_library_noise`).
     """
+    from esrt_lit.utils.console import quiet_library_noise
+
+    quiet_library_noise()
     extras(cfg)
     try:
         result = task(cfg)
@@ -170,7 +174,15 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T | None:
 
 
 def _print_config(cfg: DictConfig) -> None:
+    """The resolved config (rich YAML); in a sweep, whose jobs may run side by side, the job's overrides
+    only (its full config is in ``<job folder>/.hydra/config.yaml``)."""
     if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) != 0:  # DDP children stay quiet
+        return
+    if _in_sweep():
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra_cfg = HydraConfig.get()
+        log.info("job %s: %s", hydra_cfg.job.num, " ".join(hydra_cfg.overrides.task) or "(no overrides)")
         return
     from omegaconf import OmegaConf
     from rich import print as rich_print
