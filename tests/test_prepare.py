@@ -256,3 +256,169 @@ def test_cli_prints_a_table(
     out = capsys.readouterr().out
     assert "Set5" in out and "downloaded (sha256 recorded)" in out
     assert (tmp_path / "benchmark" / "Set5" / "HR" / "baby.png").is_file()
+
+
+# ----------------------------------------------------------------------------- Sun80: per-file checksums
+
+
+def _toy_files() -> dict[str, bytes]:
+    return {"a.png": _png(7), "b.png": _png(8), "c.png": _png(9)}
+
+
+def _per_file_registry() -> dict[str, DatasetEntry]:
+    files = {name: _sha(data) for name, data in _toy_files().items()}
+    return {
+        "Toy": DatasetEntry(None, (Archive("toy.zip", "train/Toy", files=files),), "a toy", "docs/x.md#toy")
+    }
+
+
+def test_sun80_registry_entry_lands_where_the_recipe_looks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from esrt_lit.paths import CONF_DIR
+    from esrt_lit.utils.resolvers import register_resolvers
+
+    (archive,) = REGISTRY["Sun80"].archives
+    assert len(archive.files or {}) == 80 and all(len(h) == 64 for h in (archive.files or {}).values())
+    assert REGISTRY["Sun80"].local and not REGISTRY["DIV2K"].local
+    monkeypatch.setenv("ESRT_SHARED", str(tmp_path / "no-shared"))  # a fresh clone: no ../shared
+    register_resolvers()
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        for experiment in ("cpu_x2_sun80", "pretrained_x2", "pretrained_x4"):
+            cfg = compose("train", overrides=[f"experiment={experiment}", f"paths.data_dir={tmp_path}"])
+            assert cfg.data.train[0].path == str(tmp_path / archive.dest), experiment
+
+
+def test_sun80_from_the_shared_copy_folder_and_archive(tmp_path: Path, shared: Path) -> None:
+    from esrt_lit.data.sources import FolderSource
+
+    copy = shared / "data" / "train" / "Sun80"
+    if not copy.is_dir():
+        pytest.skip("../shared/data/train/Sun80 not found")
+    root = tmp_path / "data"
+    rows = prepare("Sun80", root, source=copy)
+    dest = root / "train" / "Sun80"
+    assert rows == [("Sun80.zip", dest, "installed (80 files verified)")]
+    assert sorted(p.name for p in dest.iterdir()) == sorted([*REGISTRY["Sun80"].archives[0].files, MARKER])
+    assert len(FolderSource(str(dest)).records(2)) == 80
+    _no_partials(root)
+    assert prepare("Sun80", root, source=copy)[0][2] == "present"
+    # a zip of the copy inside a top folder, with a stray file: installed, the stray file left out
+    archive = tmp_path / "sun80.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(copy.iterdir()):
+            zf.write(path, f"Sun80/{path.name}")
+        zf.writestr("Sun80/Thumbs.db", b"x")
+    other = tmp_path / "other"
+    assert prepare("Sun80", other, source=archive)[0][2] == "installed (80 files verified)"
+    assert not (other / "train" / "Sun80" / "Thumbs.db").exists()
+    assert len(list((other / "train" / "Sun80").glob("*.jpg"))) == 80
+
+
+def test_missing_or_corrupted_file_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name, data in _toy_files().items():
+        (copy / name).write_bytes(data)
+    (copy / "b.png").write_bytes(b"corrupted")
+    (copy / "c.png").unlink()
+    root = tmp_path / "data"
+    with pytest.raises(
+        ChecksumError, match=r"--from .*copy: missing c\.png; SHA-256 differs for b\.png; .*nothing"
+    ):
+        prepare("Toy", root, registry=_per_file_registry(), source=copy)
+    assert not (root / "train" / "Toy").exists()
+    _no_partials(root)
+    # the CLI: one line naming the files, exit 1
+    monkeypatch.setitem(REGISTRY, "Sun80", _per_file_registry()["Toy"])
+    assert main(["Sun80", "--root", str(root), "--from", str(copy)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1
+        and err[0].startswith("error: ")
+        and "missing c.png; SHA-256 differs for b.png" in err[0]
+    )
+    # fixed: installed
+    (copy / "b.png").write_bytes(_toy_files()["b.png"])
+    (copy / "c.png").write_bytes(_toy_files()["c.png"])
+    assert main(["Sun80", "--root", str(root), "--from", str(copy)]) == 0
+    assert "installed (3 files verified)" in capsys.readouterr().out
+    assert sorted(p.name for p in (root / "train" / "Toy").iterdir()) == [MARKER, "a.png", "b.png", "c.png"]
+
+
+def test_from_is_refused_where_it_cannot_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"Sun80: no default download URL; pass source / --from <a folder, zip or tar archive",
+    ):
+        prepare("Sun80", tmp_path)
+    with pytest.raises(
+        ValueError, match=r"DIV2K: --from installs only datasets checked file by file \(Sun80\)"
+    ):
+        prepare("DIV2K", tmp_path, source=tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"--from .*nowhere: no such folder or archive"):
+        prepare("Sun80", tmp_path, source=tmp_path / "nowhere")
+    (tmp_path / "not-an-archive.zip").write_bytes(b"nope")
+    with pytest.raises(ValueError, match=r"not-an-archive\.zip: not a zip or tar archive"):
+        prepare("Sun80", tmp_path / "data", source=tmp_path / "not-an-archive.zip")
+    _no_partials(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["Sun80", "Set5", "--from", str(tmp_path)])
+    assert "--from installs one dataset; got 2" in capsys.readouterr().err
+
+
+def test_missing_folder_error_says_how_to_prepare_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from esrt_lit.data import prepare as prepare_module
+    from esrt_lit.data.io import list_images
+
+    root = tmp_path / "data"
+    sun80 = root / "train" / "Sun80"
+    with pytest.raises(FileNotFoundError) as info:
+        list_images(sun80)
+    assert str(info.value) == (
+        f"image folder not found: {sun80}; prepare it with "
+        f"`python -m esrt_lit.data.prepare Sun80 --from <a copy> --root {root}` (docs/training.md#sun80)"
+    )
+    with pytest.raises(FileNotFoundError, match=r"prepare DIV2K --root .*data` \(docs/training\.md#data\)$"):
+        list_images(root / "DIV2K" / "DIV2K_train_HR")
+    with pytest.raises(FileNotFoundError, match=r"^image folder not found: \S+elsewhere$"):
+        list_images(tmp_path / "elsewhere")
+    monkeypatch.setattr(prepare_module, "DEFAULT_ROOT", root)  # the default root: no --root in the hint
+    assert prepare_module.prepare_hint(sun80) == (
+        "; prepare it with `python -m esrt_lit.data.prepare Sun80 --from <a copy>` (docs/training.md#sun80)"
+    )
+
+
+def test_training_on_a_fresh_clone_points_at_prepare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from esrt_lit.data import prepare as prepare_module
+    from esrt_lit.paths import CONF_DIR
+    from esrt_lit.train import train
+    from esrt_lit.utils.task import ConfigError
+
+    root = tmp_path / "data"
+    monkeypatch.setenv("ESRT_SHARED", str(tmp_path / "no-shared"))
+    monkeypatch.setattr(prepare_module, "DEFAULT_ROOT", root)
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=["experiment=cpu_x2_sun80", f"paths.data_dir={root}", "logger=none"],
+            return_hydra_config=True,
+        )
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+        del cfg["hydra"]
+    expected = (
+        f"image folder not found: {root / 'train' / 'Sun80'}; prepare it with "
+        "`python -m esrt_lit.data.prepare Sun80 --from <a copy>` (docs/training.md#sun80)"
+    )
+    with pytest.raises((ConfigError, FileNotFoundError), match=re.escape(expected)):
+        train(cfg)

@@ -1,7 +1,10 @@
-"""Upscaling images and folders in-process: grey and RGBA layouts, tiling choice, never overwriting."""
+"""Upscaling images and folders in-process: grey and RGBA layouts, tiling choice, never overwriting,
+what the command says (the weights, the mode per image, progress)."""
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +12,19 @@ import pytest
 import torch
 from PIL import Image
 
+from esrt_lit import inference
 from esrt_lit.data.imresize import imresize
 from esrt_lit.data.io import read_image
-from esrt_lit.inference import AUTO_TILE, choose_tile, upscale_files, upscale_image
+from esrt_lit.inference import (
+    AUTO_ESRT_TILE,
+    AUTO_TILE,
+    AUTO_TILE_DB,
+    AUTO_WHOLE_PIXELS,
+    choose_tile,
+    upscale,
+    upscale_files,
+    upscale_image,
+)
 from esrt_lit.models import ESRT, Bicubic
 from esrt_lit.utils.task import ConfigError
 
@@ -52,11 +65,54 @@ def test_grey_goes_through_the_network_as_rgb(images: Path) -> None:
 
 
 def test_choose_tile() -> None:
-    assert choose_tile("auto", (100, 100), 512 * 512) is None
-    assert choose_tile("auto", (1000, 1000), 512 * 512) == AUTO_TILE
-    assert choose_tile(64, (10, 10), 1) == 64 and choose_tile(None, (5000, 5000), 1) is None
+    assert choose_tile("auto", (100, 100), 512 * 512) == (
+        None,
+        "100x100 LR: whole image (up to max_whole_pixels=262144)",
+    )
+    assert choose_tile("auto", (1000, 1000), 512 * 512) == (
+        AUTO_TILE,
+        "1000x1000 LR: tiles of 256 (above max_whole_pixels=262144) - tile=exact for the whole-image output",
+    )
+    assert choose_tile(64, (10, 10), 1) == (64, "10x10 LR: tiles of 64 (tile=64)")
+    assert choose_tile(None, (5000, 5000), 1) == (None, "5000x5000 LR: whole image (tile=null)")
     with pytest.raises(ConfigError, match="tile=0"):
         choose_tile(0, (10, 10), 1)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_auto_rule_for_esrt_picks_the_measured_mode_by_size(scale: int) -> None:
+    assert (AUTO_WHOLE_PIXELS, AUTO_ESRT_TILE) == (128 * 128, 64)  # docs/performance.md, "Choosing tile=auto"
+    assert choose_tile("auto", (128, 128), 512 * 512, scale) == (
+        None,
+        f"128x128 LR at x{scale}: whole image (exact; faster than tiles up to 16384 LR pixels)",
+    )
+    assert choose_tile("auto", (256, 256), 512 * 512, scale) == (
+        64,
+        f"256x256 LR at x{scale}: tiles of 64 (near-exact: PSNR within {AUTO_TILE_DB:g} dB) - tile=exact for the "
+        "whole-image output",
+    )
+    assert choose_tile("auto", (100, 160), 512 * 512, scale)[0] is None
+    for hw in [(129, 128), (192, 192), (384, 384), (2000, 1000)]:  # above 512x512 too: not AUTO_TILE
+        assert choose_tile("auto", hw, 512 * 512, scale)[0] == 64, hw
+    # max_whole_pixels still caps the whole image; exact and null keep the whole-image output
+    assert choose_tile("auto", (100, 100), 16, scale)[0] == 64
+    assert choose_tile("exact", (256, 256), 512 * 512, scale)[0] is None
+    assert choose_tile("exact", (1000, 1000), 512 * 512, scale)[0] == "exact"
+    assert choose_tile(None, (1000, 1000), 512 * 512, scale)[0] is None
+
+
+def test_auto_keeps_small_images_byte_identical_and_tiles_large_ones(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    net = ESRT(scale=2, n_feats=8, n_hpb=1, et_heads=4, low_repeats=1).eval()
+    (whole,) = upscale_files(net, 2, images / "rgb.png", tmp_path / "whole", tile=None)
+    (auto,) = upscale_files(net, 2, images / "rgb.png", tmp_path / "auto")
+    assert whole.read_bytes() == auto.read_bytes(), "below the rule's size: the whole image, as before"
+    monkeypatch.setattr(inference, "AUTO_WHOLE_PIXELS", 100)
+    monkeypatch.setattr(inference, "AUTO_ESRT_TILE", 8)
+    (tiled,) = upscale_files(net, 2, images / "rgb.png", tmp_path / "tiled", overlap=2)
+    expected = upscale(net, read_image(images / "rgb.png"), tile=8, overlap=2)
+    assert np.array_equal(read_image(tiled), expected)
 
 
 def test_tiled_output_has_the_whole_image_size(images: Path, tmp_path: Path) -> None:
@@ -85,21 +141,9 @@ def test_bad_inputs(tmp_path: Path, images: Path) -> None:
         upscale_files(Bicubic(2), 2, images / "notes.txt", tmp_path / "out")
 
 
-def test_demo_comparison_panel() -> None:
-    from esrt_lit.demo import comparison_panel
-
-    rng = np.random.default_rng(0)
-    hr = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
-    panel = comparison_panel(hr, hr, hr, scale=2, crop=40)
-    assert panel.size == (3 * 80 + 2 * 4, 80 + 18)
-    assert np.array_equal(
-        np.asarray(panel)[18:, :80], np.kron(hr[10:50, 20:60], np.ones((2, 2, 1), np.uint8))
-    )
-
-
 def test_exact_streams_large_images_and_equals_the_whole_image(images: Path, tmp_path: Path) -> None:
-    assert choose_tile("exact", (100, 100), 512 * 512) is None
-    assert choose_tile("exact", (1000, 1000), 512 * 512) == "exact"
+    assert choose_tile("exact", (100, 100), 512 * 512)[0] is None
+    assert choose_tile("exact", (1000, 1000), 512 * 512)[0] == "exact"
     net = ESRT(scale=2, n_feats=8, n_hpb=1, et_heads=4, low_repeats=1).eval()
     kwargs = {"max_whole_pixels": 16}  # the 10×14 test images count as large
     (whole,) = upscale_files(net, 2, images / "rgb.png", tmp_path / "whole", tile=None)
@@ -108,3 +152,49 @@ def test_exact_streams_large_images_and_equals_the_whole_image(images: Path, tmp
     a, b = read_image(whole).astype(int), read_image(exact).astype(int)
     assert a.shape == b.shape == (20, 28, 3) and np.abs(a - b).max() <= 1
     assert read_image(bicubic).shape == (20, 28, 3)
+
+
+def test_progress_and_mode_lines_over_a_folder(
+    images: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="esrt_lit.inference"):
+        upscale_files(Bicubic(2), 2, images, tmp_path / "out")
+    lines = [r.getMessage() for r in caplog.records if r.name == "esrt_lit.inference"]
+    assert lines[0] == "[1/3] grey.png: 14x10 LR: whole image (up to max_whole_pixels=262144)"
+    pattern = (
+        r"\[(\d)/3\] (\w+)\.png \(14x10, \d ch\) -> \S+ \(28x20\) in [\d.]+ s; [\d.]+ s elapsed, ETA [\d.]+ s"
+    )
+    done = [re.fullmatch(pattern, line) for line in lines[1::2]]
+    assert all(done) and len(done) == 3, lines
+    assert [(m.group(1), m.group(2)) for m in done] == [("1", "grey"), ("2", "rgb"), ("3", "rgba")]
+    assert lines[-1].endswith("ETA 0.0 s")
+
+
+def test_the_shipped_weights_are_named(
+    images: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from esrt_lit.paths import CONF_DIR
+    from esrt_lit.upscale import upscale as upscale_command
+
+    overrides = [f"input={images / 'rgb.png'}", f"output={tmp_path / 'out'}", "scale=2", "device=cpu"]
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("upscale", overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+        del cfg["hydra"]
+    with caplog.at_level(logging.INFO):
+        (written,) = upscale_command(cfg)
+    assert read_image(written).shape == (20, 28, 3)
+    weights = [r.getMessage() for r in caplog.records if r.getMessage().startswith("weights: ")]
+    assert len(weights) == 1
+    assert re.fullmatch(
+        r"weights: shipped pretrained:x2 \(esrt_x2\.pt, sha256 2c020ccaec5f\): trained by "
+        r"experiment=pretrained_x2, 6000 steps; Set5 36\.29 dB \(bicubic 33\.66\), Set14 32\.11 dB \(bicubic 30\.23\)",
+        weights[0],
+    ), weights[0]
+    assert any("rgb.png: 14x10 LR at x2: whole image" in r.getMessage() for r in caplog.records)

@@ -43,7 +43,10 @@ from esrt_lit.utils.task import ConfigError
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "AUTO_ESRT_TILE",
     "AUTO_TILE",
+    "AUTO_TILE_DB",
+    "AUTO_WHOLE_PIXELS",
     "EXACT",
     "amp_context",
     "choose_tile",
@@ -308,24 +311,70 @@ def _tiled(sr: _Runner, x: torch.Tensor, tile: int, overlap: int, batch_tiles: i
 
 # ----------------------------------------------------------------------------- files
 
-#: The LR tile side of ``tile=auto`` above ``max_whole_pixels``.
+#: The LR tile side of ``tile=auto`` above ``max_whole_pixels`` for networks other than ESRT (their
+#: cost is linear in the pixels, so only memory matters).
 AUTO_TILE = 256
 #: ``tile=exact``: stream large images in row blocks (the whole-image output in bounded memory).
 EXACT = "exact"
 
 
-def choose_tile(tile: int | str | None, lr_hw: tuple[int, int], max_whole_pixels: int) -> int | str | None:
-    """How to run an image: a LR tile side, None (whole image) or ``"exact"`` (streamed).
+#: ``tile=auto`` for an ESRT: the whole image up to this many LR pixels (128x128), tiles above. ESRT's
+#: EMHA costs the square of the LR pixels (tokens), tiles of a fixed side cost time linear in them:
+#: at 192x192 LR tiles of 64 are 1.7-2.2x faster than the whole image, at 384x384 6-7x, at 128x128
+#: 0.8-0.9x (x2, x3 and x4 alike; ``tools/auto_tile_times.py``, ``docs/performance.md``, "Choosing
+#: tile=auto").
+AUTO_WHOLE_PIXELS = 128 * 128
+#: The LR tile side of ``tile=auto`` above :data:`AUTO_WHOLE_PIXELS` for an ESRT (overlap 16): the
+#: fastest of 64, 96, 128 and 192 measured (tied with 96 at 256x256).
+AUTO_ESRT_TILE = 64
+#: The largest Set5/Set14 mean PSNR difference (dB) measured between those tiles and the whole image
+#: with the shipped x2 and x4 weights (+0.002 to +0.011 dB, the tiles higher).
+AUTO_TILE_DB = 0.011
 
-    ``auto`` tiles (``AUTO_TILE``) above ``max_whole_pixels`` LR pixels; ``exact`` streams above it.
+
+def choose_tile(
+    tile: int | str | None, lr_hw: tuple[int, int], max_whole_pixels: int, esrt_scale: int | None = None
+) -> tuple[int | str | None, str]:
+    """How to run an image, and why: ``(mode, reason)``, the mode a LR tile side, None (whole image) or
+    ``"exact"`` (streamed in row blocks: the whole-image output in bounded memory).
+
+    ``auto`` for an ESRT (``esrt_scale`` its scale): the whole image up to :data:`AUTO_WHOLE_PIXELS`
+    LR pixels (and ``max_whole_pixels``), tiles of :data:`AUTO_ESRT_TILE` above; for other networks
+    (``esrt_scale=None``; their cost is linear in the pixels) the whole image up to
+    ``max_whole_pixels``, tiles of :data:`AUTO_TILE` above. ``exact``: the whole image up to
+    ``max_whole_pixels``, streamed above. ``null``: the whole image; ``N``: tiles of ``N``.
+
+    Raises:
+        ConfigError: another ``tile``.
     """
-    if tile in ("auto", EXACT):
-        if lr_hw[0] * lr_hw[1] <= max_whole_pixels:
-            return None
-        return AUTO_TILE if tile == "auto" else EXACT
-    if tile is None or (isinstance(tile, int) and not isinstance(tile, bool) and tile > 0):
-        return tile
-    raise ConfigError(f"tile={tile!r}; expected auto, exact, null or a positive number of LR pixels")
+    if not (
+        tile in ("auto", EXACT, None) or (isinstance(tile, int) and not isinstance(tile, bool) and tile > 0)
+    ):
+        raise ConfigError(f"tile={tile!r}; expected auto, exact, null or a positive number of LR pixels")
+    h, w = lr_hw
+    size = f"{w}x{h} LR" + (f" at x{esrt_scale}" if esrt_scale is not None else "")
+    pixels = h * w
+    if tile == "auto" and esrt_scale is None:
+        if pixels <= max_whole_pixels:
+            return None, f"{size}: whole image (up to max_whole_pixels={max_whole_pixels})"
+        return AUTO_TILE, (
+            f"{size}: tiles of {AUTO_TILE} (above max_whole_pixels={max_whole_pixels}) - tile=exact for the "
+            "whole-image output"
+        )
+    if tile == "auto":
+        if pixels <= min(AUTO_WHOLE_PIXELS, max_whole_pixels):
+            return None, f"{size}: whole image (exact; faster than tiles up to {AUTO_WHOLE_PIXELS} LR pixels)"
+        return AUTO_ESRT_TILE, (
+            f"{size}: tiles of {AUTO_ESRT_TILE} (near-exact: PSNR within {AUTO_TILE_DB:g} dB) - tile=exact for the "
+            "whole-image output"
+        )
+    if tile == EXACT:
+        if pixels <= max_whole_pixels:
+            return None, f"{size}: whole image (tile=exact)"
+        return EXACT, f"{size}: streamed in row blocks (tile=exact above max_whole_pixels={max_whole_pixels})"
+    if tile is None:
+        return None, f"{size}: whole image (tile=null)"
+    return tile, f"{size}: tiles of {tile} (tile={tile})"
 
 
 def upscale_image(
@@ -413,7 +462,10 @@ def upscale_files(
 ) -> list[Path]:
     """Upscale an image or every image of a folder into ``output``, keeping file names.
 
-    Every input and target is checked before anything is written (see the module docstring).
+    Every input and target is checked before anything is written (see the module docstring). Each
+    image is run as :func:`choose_tile` says (``tile``; for an ESRT, ``auto`` applies the measured
+    :data:`AUTO_WHOLE_PIXELS` rule); per image, an INFO line says which mode and why before the work, and one after it gives
+    the time, the time elapsed and an estimate of the time left (the mean per image so far).
 
     Raises:
         FileNotFoundError: ``inputs`` does not exist.
@@ -421,14 +473,19 @@ def upscale_files(
         NotADirectoryError, PermissionError: ``output`` is a file, or cannot be written.
         ValueError: an input is unreadable, not 8-bit or too small (named), or ``output`` is the inputs' folder.
     """
+    from esrt_lit.models import ESRT
+
     choose_tile(tile, (0, 0), 0)  # a bad tile fails before any work
     files = _inputs(Path(inputs))
     targets = _check_targets(files, Path(output), overwrite)
     _check_inputs(files, net)
+    esrt_scale = scale if isinstance(net, ESRT) else None  # the measured auto rule is ESRT's
     written = []
-    for src, dst in zip(files, targets, strict=True):
+    started = time.perf_counter()
+    for index, (src, dst) in enumerate(zip(files, targets, strict=True), 1):
         image = read_image(src, keep_alpha=True)
-        image_tile = choose_tile(tile, image.shape[:2], max_whole_pixels)
+        image_tile, why = choose_tile(tile, image.shape[:2], max_whole_pixels, esrt_scale)
+        log.info("[%d/%d] %s: %s", index, len(files), src.name, why)
         start = time.perf_counter()
         try:
             result = upscale_image(net, image, scale, image_tile, overlap)
@@ -436,8 +493,11 @@ def upscale_files(
         except Exception as err:
             done = f"; {len(written)} of {len(files)} outputs were written to {output}" if written else ""
             raise ValueError(f"{src}: {err}{done}") from err
+        now = time.perf_counter()
         log.info(
-            "%s (%dx%d, %d ch) -> %s (%dx%d)%s in %.2f s",
+            "[%d/%d] %s (%dx%d, %d ch) -> %s (%dx%d) in %.2f s; %.1f s elapsed, ETA %.1f s",
+            index,
+            len(files),
             src.name,
             image.shape[1],
             image.shape[0],
@@ -445,11 +505,8 @@ def upscale_files(
             dst,
             result.shape[1],
             result.shape[0],
-            f", tiles of {image_tile}"
-            if isinstance(image_tile, int)
-            else f", {image_tile}"
-            if image_tile
-            else "",
-            time.perf_counter() - start,
+            now - start,
+            now - started,
+            (now - started) / index * (len(files) - index),
         )
     return written

@@ -1,13 +1,17 @@
 """Upscale images: ``python -m esrt_lit.upscale input=PATH output=DIR [scale=2|4] [ckpt_path=...]``.
 
 Without ``ckpt_path`` the weights shipped with the package for ``scale`` do the work
-(:mod:`esrt_lit.models.pretrained`); ``ckpt_path`` takes any checkpoint, ``model=bicubic`` bicubic.
+(:mod:`esrt_lit.models.pretrained`; an INFO line names them and how they were made); ``ckpt_path``
+takes any checkpoint, ``model=bicubic`` bicubic.
 
 ``input`` is an image or a folder of images; each result is written under ``output`` with the input's
 file name (the work is :func:`esrt_lit.inference.upscale_files`). Grey images stay grey (the network sees the grey channel repeated, its output is averaged
 back); an RGBA image's colour goes through the network and its alpha is upscaled with MATLAB bicubic
-and re-attached. Large images are processed in overlapping tiles (:func:`esrt_lit.inference.upscale`),
-or with ``tile=exact`` streamed in row blocks, which gives the whole-image output in bounded memory.
+and re-attached. ``tile=auto`` runs each image in the fastest measured mode for its size
+(:func:`esrt_lit.inference.choose_tile`: the whole image when small, overlapping tiles above, whose
+output differs slightly), ``tile=exact`` keeps the whole-image output (streamed in row blocks above
+``max_whole_pixels``, in bounded memory); the mode chosen and the progress (elapsed, ETA) are logged
+per image.
 Before anything is written, every input is decoded and checked (readable, 8-bit, large enough for the
 network) and every target: no existing file is replaced unless ``overwrite=true``, and the input folder
 is never the output folder. Each output is written atomically.
@@ -16,19 +20,24 @@ is never the output folder. Each output is written atomically.
 from __future__ import annotations
 
 import logging
+import re
+import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from esrt_lit.config_schema import check_schema, quote_non_ascii
 from esrt_lit.inference import resolve_device, upscale_files
 from esrt_lit.models import Bicubic
-from esrt_lit.models.esrt import check_scale
+from esrt_lit.models.config import check_scale
+from esrt_lit.models.pretrained import PREFIX, provenance
 from esrt_lit.paths import CONF_DIR
 from esrt_lit.utils.resolvers import register_resolvers
 from esrt_lit.utils.task import ConfigError, network_spec, run_task
 
-__all__ = ["main", "upscale"]
+__all__ = ["describe_weights", "main", "upscale"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,7 @@ register_resolvers()
 
 def upscale(cfg: DictConfig) -> list[Path]:
     """Run the configured upscaling; returns the written files."""
+    check_schema(cfg)
     missing = [key for key in ("input", "output") if OmegaConf.is_missing(cfg, key)]
     if missing:
         raise ConfigError(
@@ -50,6 +60,8 @@ def upscale(cfg: DictConfig) -> list[Path]:
     if net == "bicubic":
         scale = scale or BICUBIC_SCALE
         net = Bicubic(scale)
+    else:
+        log.info("weights: %s", describe_weights(cfg.get("ckpt_path") or f"{PREFIX}x{scale}"))
     net = net.eval().to(resolve_device(cfg.device))
     return upscale_files(
         net,
@@ -63,14 +75,37 @@ def upscale(cfg: DictConfig) -> list[Path]:
     )
 
 
+def describe_weights(ckpt_path: str) -> str:
+    """One line naming the weights of ``ckpt_path``; for shipped weights (``pretrained:x2``) with their
+    provenance: file, SHA-256, the training recipe and steps, Set5/Set14 PSNR against bicubic."""
+    if not str(ckpt_path).startswith(PREFIX):
+        return f"ckpt_path={ckpt_path}"
+    info: dict[str, Any] = provenance(ckpt_path)
+    scores, bicubic = info.get("scores", {}), info.get("bicubic", {})
+    sets = [n for n in ("Set5", "Set14") if n in scores and n in bicubic]
+    psnr = ", ".join(f"{n} {scores[n]['psnr']:.2f} dB (bicubic {bicubic[n]['psnr']:.2f})" for n in sets)
+    recipe = re.search(r"experiment=\S+", info.get("command", ""))
+    steps = info.get("run", {}).get("global_step")
+    made = f"trained by {recipe.group() if recipe else info.get('command')}" + (
+        f", {steps} steps" if steps else ""
+    )
+    return f"shipped {ckpt_path} ({info['file']}, sha256 {info['sha256'][:12]}): {made}; {psnr}"
+
+
 def _upscale_and_report(cfg: DictConfig) -> None:
     print("\n".join(str(p) for p in upscale(cfg)))  # noqa: T201 - the CLI's product
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="upscale")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point: upscale, then list what was written."""
+def _hydra_main(cfg: DictConfig) -> None:
     run_task(_upscale_and_report, cfg)
+
+
+def main() -> None:
+    """Command-line entry point: upscale, then list what was written (non-ASCII values quoted for Hydra:
+    :func:`esrt_lit.config_schema.quote_non_ascii`)."""
+    sys.argv = [sys.argv[0], *quote_non_ascii(sys.argv[1:])]
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -253,12 +253,15 @@ def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name.
 
     Raises:
-        FileNotFoundError: the folder does not exist.
+        FileNotFoundError: the folder does not exist (for a dataset that ``python -m esrt_lit.data.prepare``
+            provides, the message says how to prepare it).
         ValueError: the folder holds no image file.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
+        from esrt_lit.data.prepare import prepare_hint  # the datasets that `data.prepare` provides
+
+        raise FileNotFoundError(f"image folder not found: {folder}{prepare_hint(folder)}")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"{folder}: no image files (expected one of {', '.join(IMAGE_SUFFIXES)})")
