@@ -1,4 +1,5 @@
-"""Shared fixtures: the reference data beside the checkout, skipped with a reason when absent."""
+"""Shared fixtures: the reference data beside the checkout (skipped with a reason when absent) and the
+tiny image set of the training tests (:func:`train_helpers.make_tiny_images`, the tests' one image writer)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from esrt_lit.configs import register_configs
 from esrt_lit.paths import benchmark_root, golden_path, shared_dir
+from train_helpers import make_tiny_images
 
 torch.set_num_threads(1)
+register_configs()  # what conf/ needs before any test composes it (as every command does on import)
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +41,9 @@ def golden() -> dict:
     if path is None:
         pytest.skip("../shared/reference/esrt_official_golden.pt not found; golden tests need it")
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """:func:`train_helpers.make_tiny_images` in a folder of the module's."""
+    return make_tiny_images(tmp_path_factory.mktemp("tiny"))

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 import torch
 
-from esrt_lit import bench, demo
+from esrt_lit import demo
+from esrt_lit.bench import cli as bench_cli
+from esrt_lit.bench import measure as bench_measure
 from train_helpers import run_command
 
 TRACEBACK = "Traceback (most recent call last)"
@@ -36,7 +38,7 @@ def no_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> dict[str, Any]:
         raise AssertionError("a bench row ran")
 
-    monkeypatch.setattr(bench, "run_bench", refuse)
+    monkeypatch.setattr(bench_cli, "run_bench", refuse)
 
 
 @pytest.mark.parametrize("build", [None, "12.4"], ids=["built-without-cuda", "no-gpu"])
@@ -119,7 +121,7 @@ def _stand_in(ok: bool) -> Any:
 def test_bench_exit_status_says_whether_every_row_was_measured(
     ok: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bench, "run_isolated", _stand_in(ok))
+    monkeypatch.setattr(bench_measure, "run_isolated", _stand_in(ok))
     out = tmp_path / "bench.json"
     code, output = run_command(
         BENCH, ["--quick", "--device", "cpu", "--sections", "training", "--json", str(out)]

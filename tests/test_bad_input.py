@@ -186,6 +186,24 @@ CASES = [
     ),
     ("train-kind", TRAIN, ["data.train=[{kind:nope}]"], "source spec {'kind': 'nope'}: kind='nope'"),
     (
+        "train-target",
+        TRAIN,
+        ["data.train=[{_target_:torch.nn.Identity}]"],
+        "_target_ 'torch.nn.Identity' is not a source class (no records method)",
+    ),
+    (
+        "train-target-key",
+        TRAIN,
+        ["data.train=[{_target_:esrt_lit.data.sources.FolderSource,pth:x}]"],
+        "FolderSource takes no parameter 'pth'; did you mean data.train[0].path?",
+    ),
+    (
+        "train-target-missing",
+        TRAIN,
+        ["data.train=[{_target_:esrt_lit.data.sources.FolderSource,name:n}]"],
+        "missing key(s) path; accepted: limit, name, path",
+    ),
+    (
         "train-truncated",
         TRAIN,
         ["data.train=[{kind:folder,path:'{ws}/train_truncated'}]"],
@@ -578,7 +596,7 @@ def test_sweep_goes_on_after_a_failing_job(tmp_path: Path) -> None:
 
 
 def test_out_of_memory_says_so_and_what_to_lower() -> None:
-    from esrt_lit.utils.task import describe_error
+    from esrt_lit.cli import describe_error
 
     cpu = RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 106168320000 bytes")
     gpu = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 98.88 GiB")

@@ -17,9 +17,8 @@ import pytest
 import torch
 
 from esrt_lit.models import ESRT
+from esrt_lit.models.checkpoint import CheckpointError, load_network
 from esrt_lit.models.config import ESRTConfig
-from esrt_lit.models.files import CheckpointError
-from esrt_lit.models.loading import load_network
 from esrt_lit.models.official import to_official
 from esrt_lit.training.module import describe_net
 from train_helpers import make_tiny_images, run_command, tiny_net, tiny_overrides

@@ -18,10 +18,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from PIL import Image
 
-from esrt_lit.config_schema import check_schema, quote_non_ascii
+from esrt_lit.cli import quote_non_ascii
+from esrt_lit.config_schema import check_schema
+from esrt_lit.errors import ConfigError
 from esrt_lit.paths import CONF_DIR
 from esrt_lit.training.module import describe_net
-from esrt_lit.utils.task import ConfigError
 from train_helpers import make_tiny_images, run_cli, run_command, tiny_net, tiny_overrides
 
 TRACEBACK = "Traceback (most recent call last)"

@@ -15,12 +15,12 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, open_dict
 
 from esrt_lit.config_schema import check_schema
+from esrt_lit.configs import register_configs, wandb_key_configured, wandb_mode
 from esrt_lit.train import CONF_DIR
+from esrt_lit.training.instantiators import instantiate_callbacks, instantiate_loggers
 from esrt_lit.training.module import SRLitModule
-from esrt_lit.utils.instantiators import instantiate_callbacks, instantiate_loggers
-from esrt_lit.utils.resolvers import register_resolvers, wandb_key_configured, wandb_mode
 
-register_resolvers()
+register_configs()
 
 CONF = Path(CONF_DIR)
 GROUPS = [

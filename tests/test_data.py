@@ -325,24 +325,59 @@ def test_ddp_validation_scores_each_image_once(tmp_path: Path) -> None:
     assert [len(r) for r in per_rank] == [5, 3], "no image padded or duplicated across ranks"
 
 
-def test_hydra_instantiates_datamodule_with_kind_specs(tmp_path: Path) -> None:
-    """The way ``train`` builds the data module: sources spelt ``kind:`` (one spelling; ``_target_`` is refused)."""
+def test_hydra_instantiates_datamodule_with_target_specs(tmp_path: Path) -> None:
+    """The way ``train`` builds the data module: sources spelt with ``_target_`` like every other object,
+    ``kind:`` being their short form; a bad target or key is refused in one line naming the spec."""
     _write(tmp_path / "hr" / "a.png", _noise(32, 32))
+    folder = {"_target_": "esrt_lit.data.sources.FolderSource", "path": str(tmp_path / "hr"), "name": "mine"}
     cfg = {
         "_target_": "esrt_lit.data.SRDataModule",
         "scale": 2,
-        "train": [{"kind": "folder", "path": str(tmp_path / "hr"), "name": "mine"}],
-        "val": [{"kind": "benchmark", "root": str(tmp_path / "hr"), "name": "bench"}],
+        "train": [folder],
+        "val": [
+            {
+                "_target_": "esrt_lit.data.sources.BenchmarkSource",
+                "root": str(tmp_path / "hr"),
+                "name": "bench",
+            }
+        ],
         "patch_size": 8,
         "num_workers": 0,
     }
     dm = instantiate(cfg, _convert_="all", _recursive_=False)
     assert isinstance(dm, SRDataModule) and dm.val_names == ["bench"] and dm.test_names == ["bench"]
+    assert dm.hparams["train"] == [folder], (
+        "the specs are kept as plain mappings (checkpoints hold no object)"
+    )
     # one image, batch 16: the epoch holds one full batch (static shapes; it never rounds to nothing)
     assert next(iter(dm.train_dataloader()))["lr"].shape == (16, 3, 8, 8)
-    target = {"_target_": "esrt_lit.data.sources.FolderSource", "path": str(tmp_path / "hr")}
-    with pytest.raises(ValueError, match=r"sources are written with kind: \(benchmark, .*\), not _target_"):
-        instantiate({**cfg, "train": [target]}, _convert_="all", _recursive_=False).check()
+    short = {"kind": "folder", "path": str(tmp_path / "hr"), "name": "mine"}
+    assert build_sources([short]) == build_sources([folder]) == [FolderSource(str(tmp_path / "hr"), "mine")]
+    bad = {
+        "not-a-source": (
+            {"_target_": "torch.nn.Identity"},
+            r"^source spec \{'_target_': 'torch.nn.Identity'\}: _target_ 'torch.nn.Identity' is not a source "
+            r"class \(no records method\); expected a class with a label and records\(scale\), such as "
+            r"esrt_lit.data.sources.FolderSource$",
+        ),
+        "not-importable": (
+            {"_target_": "esrt_lit.data.sources.NoSuchSource", "path": "p"},
+            r"^source spec .*NoSuchSource.*: _target_ 'esrt_lit.data.sources.NoSuchSource' cannot be imported "
+            r"\(.*\); expected a source class such as esrt_lit.data.sources.FolderSource$",
+        ),
+        "unknown-key": (
+            {**folder, "pth": "x"},
+            r"^source spec \{.*'pth': 'x'\}: unknown key\(s\) pth; accepted: limit, name, path$",
+        ),
+        "missing-key": (
+            {"_target_": "esrt_lit.data.sources.FolderSource", "name": "n"},
+            r"^source spec \{.*\}: missing key\(s\) path; accepted: limit, name, path$",
+        ),
+    }
+    for spec, message in bad.values():
+        with pytest.raises(ValueError, match=message) as err:
+            instantiate({**cfg, "train": [spec]}, _convert_="all", _recursive_=False).check()
+        assert "\n" not in str(err.value)
 
 
 def test_workers_draw_different_crops(tmp_path: Path) -> None:
@@ -545,6 +580,10 @@ def test_unknown_kinds_keys_and_duplicate_names(tmp_path: Path) -> None:
         build_sources([{"kind": "nope"}])
     with pytest.raises(ValueError, match=r"unknown key\(s\) pth; accepted: limit, name, path"):
         build_sources([{"kind": "folder", "pth": "x"}])
+    with pytest.raises(
+        ValueError, match=r"^source spec of kind 'paired': missing key\(s\) lr_dir; accepted: "
+    ):
+        build_sources([{"kind": "paired", "hr_dir": "x"}])
     with pytest.raises(ValueError, match=r"share the name\(s\) a"):
         build_sources(
             [{"kind": "folder", "path": "p", "name": "a"}, {"kind": "folder", "path": "q", "name": "a"}]

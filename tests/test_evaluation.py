@@ -18,11 +18,11 @@ from esrt_lit.evaluation import (
     find_benchmarks,
     format_table,
     iter_sr_pairs,
-    load_model,
     run_benchmarks,
 )
 from esrt_lit.models import ESRT
 from esrt_lit.models.bicubic import Bicubic
+from esrt_lit.models.checkpoint import load_network
 from esrt_lit.reference import PAPER_BICUBIC
 from esrt_lit.training.module import describe_net
 
@@ -209,16 +209,27 @@ def test_evaluate_folder_errors_name_the_problem(tmp_path: Path):
 
 def test_model_specs(tmp_path: Path):
     with pytest.raises(ValueError, match="'bicubc'"):
-        load_model("bicubc")
+        load_network("bicubc")
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
-        load_model(tmp_path / "nope.ckpt")
+        load_network(tmp_path / "nope.ckpt")
+    with pytest.raises(FileNotFoundError, match=r"^ckpt_path=\S*nope.ckpt: checkpoint not found"):
+        load_network(tmp_path / "nope.ckpt", key="ckpt_path")  # the option named first, the file once
+    # the baseline and a network object are sources too
+    with pytest.raises(ValueError, match="bicubic upscales by a given scale"):
+        load_network("bicubic")
+    bicubic = load_network("bicubic", 3)
+    assert isinstance(bicubic, Bicubic) and bicubic.scale == 3
+    module = ESRT(scale=2, n_feats=8, n_hpb=1, et_heads=4, low_repeats=1).train()
+    assert load_network(module) is module and not module.training
+    with pytest.raises(ValueError, match="scale=4 was asked for but ESRT holds an x2 network"):
+        load_network(module, 4)
     # a checkpoint of esrt_lit.train is rebuilt from its `net` hyper-parameter, by the one loader
     torch.manual_seed(0)
     net = ESRT(scale=2, n_feats=8, n_hpb=1, et_heads=4, low_repeats=1)
     ckpt = tmp_path / "run.ckpt"
     state = {f"net.{k}": v for k, v in net.state_dict().items()}
     torch.save({"state_dict": state, "hyper_parameters": {"net": describe_net(net)}}, ckpt)
-    loaded = load_model(ckpt)
+    loaded = load_network(ckpt)
     assert isinstance(loaded, ESRT) and loaded.config == net.config and not loaded.training
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in loaded.state_dict().items())
     # a Lightning checkpoint that is not esrt_lit.train's is refused, naming the file
@@ -226,13 +237,13 @@ def test_model_specs(tmp_path: Path):
     with pytest.raises(
         ValueError, match=r"other\.ckpt: a Lightning checkpoint with no 'net' hyper-parameter"
     ):
-        load_model(tmp_path / "other.ckpt")
+        load_network(tmp_path / "other.ckpt")
 
 
 def test_released_checkpoint_is_evaluated(tmp_path: Path, golden: dict):
     path = tmp_path / "esrt_x2.pth"
     torch.save(golden["x2"]["state_dict"], path)
-    net = load_model(path)
+    net = load_network(path)
     assert not net.training
     folder = tmp_path / "imgs"
     write_image(folder / "a.png", np.random.default_rng(4).integers(0, 256, (32, 30, 3), dtype=np.uint8))

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from esrt_lit.cli import RankZeroFilter, process_rank
+from esrt_lit.configs import register_configs
 from esrt_lit.train import CONF_DIR
-from esrt_lit.utils.console import RankZeroFilter, process_rank
-from esrt_lit.utils.resolvers import register_resolvers
 from train_helpers import TINY_MODEL, assert_ok, make_tiny_images, run_cli
 
-register_resolvers()
+register_configs()
 
 TRAIN = "esrt_lit.train"
 #: Warning lines a default run may print: none.

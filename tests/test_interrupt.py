@@ -17,15 +17,10 @@ import pytest
 import torch
 
 from esrt_lit.paths import PROJECT_ROOT
-from esrt_lit.utils.runs import LOCK_FILE, lock_folder
-from train_helpers import assert_ok, cli_env, make_tiny_images, run_cli, run_command, tiny_overrides
+from esrt_lit.runs import LOCK_FILE, lock_folder
+from train_helpers import assert_ok, cli_env, run_cli, run_command, tiny_overrides
 
 TRAIN = "esrt_lit.train"
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_tiny_images(tmp_path_factory.mktemp("tiny"))
 
 
 def _quick(data: dict[str, Path], epochs: int, steps: int) -> list[str]:
@@ -135,7 +130,7 @@ def test_sigint_in_a_sweep_fails_the_job_and_stops_the_sweep(
 def _hold_lock(folder: Path) -> subprocess.Popen:
     """Another process holding ``folder``'s lock (as a running run does) until it is killed."""
     code = (
-        "import sys, time; from pathlib import Path; from esrt_lit.utils.runs import lock_folder; "
+        "import sys, time; from pathlib import Path; from esrt_lit.runs import lock_folder; "
         "held = lock_folder(Path(sys.argv[1]), 'x'); print('locked', flush=True); time.sleep(600)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)

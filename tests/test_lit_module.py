@@ -12,20 +12,15 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import Dataset
 
-import esrt_lit.utils.checkpoint as checkpoint_module
+import esrt_lit.training.checkpoint_io as checkpoint_module
 from esrt_lit.data.sampling import ResumableDataLoader
 from esrt_lit.evaluation import evaluate_folder
 from esrt_lit.models import ESRT, Bicubic
-from esrt_lit.models.loading import load_network
+from esrt_lit.models.checkpoint import load_network
 from esrt_lit.training.callbacks import NonFiniteLossError, NonFiniteLossGuard
+from esrt_lit.training.checkpoint_io import AtomicCheckpointIO, atomic_torch_save, resolve_ckpt_path
 from esrt_lit.training.module import CharbonnierLoss, SRLitModule, describe_net
-from esrt_lit.utils.checkpoint import AtomicCheckpointIO, atomic_torch_save, resolve_ckpt_path
-from train_helpers import NaNAfter, make_tiny_images, tiny_datamodule, tiny_net, tiny_trainer
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_tiny_images(tmp_path_factory.mktemp("tiny"))
+from train_helpers import NaNAfter, tiny_datamodule, tiny_net, tiny_trainer
 
 
 def test_charbonnier_loss() -> None:

@@ -10,8 +10,8 @@ import torch
 
 from esrt_lit import ESRT
 from esrt_lit.models.arfb import ARFB
+from esrt_lit.models.checkpoint import load_network
 from esrt_lit.models.layers import Scale
-from esrt_lit.models.loading import load_network
 from esrt_lit.models.official import from_official, to_official
 from esrt_lit.models.transformer import EfficientTransformer
 
@@ -274,7 +274,7 @@ def test_to_official_refuses_non_released_knobs() -> None:
     ids=["x3", "hpb2-et0", "rsa-hfm-off", "mlp0.3-feats16"],
 )
 def test_plain_state_dicts_load_with_the_architecture_their_tensors_show(knobs: dict, tmp_path) -> None:
-    from esrt_lit.models.loading import infer_esrt_config, load_network
+    from esrt_lit.models.checkpoint import infer_esrt_config, load_network
 
     torch.manual_seed(0)
     net = ESRT(**{"scale": 2, **knobs}).eval()

@@ -277,14 +277,14 @@ def test_sun80_registry_entry_lands_where_the_recipe_looks(
 ) -> None:
     from hydra import compose, initialize_config_dir
 
+    from esrt_lit.configs import register_configs
     from esrt_lit.paths import CONF_DIR
-    from esrt_lit.utils.resolvers import register_resolvers
 
     (archive,) = REGISTRY["Sun80"].archives
     assert len(archive.files or {}) == 80 and all(len(h) == 64 for h in (archive.files or {}).values())
     assert REGISTRY["Sun80"].local and not REGISTRY["DIV2K"].local
     monkeypatch.setenv("ESRT_SHARED", str(tmp_path / "no-shared"))  # a fresh clone: no ../shared
-    register_resolvers()
+    register_configs()
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         for experiment in ("cpu_x2_sun80", "pretrained_x2", "pretrained_x4"):
             cfg = compose("train", overrides=[f"experiment={experiment}", f"paths.data_dir={tmp_path}"])
@@ -399,9 +399,9 @@ def test_training_on_a_fresh_clone_points_at_prepare(tmp_path: Path, monkeypatch
     from omegaconf import open_dict
 
     from esrt_lit.data import prepare as prepare_module
+    from esrt_lit.errors import ConfigError
     from esrt_lit.paths import CONF_DIR
     from esrt_lit.train import train
-    from esrt_lit.utils.task import ConfigError
 
     root = tmp_path / "data"
     monkeypatch.setenv("ESRT_SHARED", str(tmp_path / "no-shared"))

@@ -14,11 +14,16 @@ import pytest
 import torch
 from PIL import Image
 
-import esrt_lit.models.pretrained as pretrained_module
+import esrt_lit.models.checkpoint as pretrained_module
 from esrt_lit.evaluation import evaluate_folder
-from esrt_lit.models.files import CheckpointError
-from esrt_lit.models.loading import load_network
-from esrt_lit.models.pretrained import PRETRAINED, pretrained_path, pretrained_state, provenance
+from esrt_lit.models.checkpoint import (
+    PRETRAINED,
+    CheckpointError,
+    load_network,
+    pretrained_path,
+    pretrained_state,
+    provenance,
+)
 from esrt_lit.paths import PROJECT_ROOT
 from train_helpers import run_command
 

@@ -14,24 +14,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
-from esrt_lit.evaluation import evaluate_folder, load_model
+from esrt_lit.errors import ConfigError
+from esrt_lit.evaluation import evaluate_folder
 from esrt_lit.inference import upscale_files
+from esrt_lit.models.checkpoint import load_network
 from esrt_lit.paths import PROJECT_ROOT
-from esrt_lit.train import CONF_DIR, train
-from esrt_lit.utils.task import ConfigError
+from esrt_lit.train import train
 from esrt_lit.wandb_offline import read_offline_run
-from train_helpers import assert_ok, cli_env, make_tiny_images, run_cli, tiny_overrides
+from train_helpers import assert_ok, cli_env, compose_train, run_cli, tiny_overrides
 
 TRAIN = "esrt_lit.train"
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_tiny_images(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +98,7 @@ def test_lightning_checkpoint_evaluates_and_upscales_like_training(
     metrics = json.loads((run_dir / "metrics.json").read_text())
     scores = evaluate_folder(tiny_data["val"], 2, model=run_dir / "checkpoints" / "best.ckpt")
     assert scores["psnr"] == pytest.approx(metrics["test/tiny/psnr"], abs=1e-6)
-    net = load_model(run_dir / "checkpoints" / "last.ckpt")
+    net = load_network(run_dir / "checkpoints" / "last.ckpt")
     written = upscale_files(net, 2, tiny_data["val"], tmp_path)
     assert [p.name for p in written] == ["img0.png", "img1.png", "img2.png"]
 
@@ -238,12 +232,7 @@ def test_cli_config_errors_fail_before_training(override: str, message: str, tmp
     ],
 )
 def test_config_errors_name_key_and_value(overrides: list[str], message: str, tmp_path: Path) -> None:
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, "logger=none"], return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path)
-        del cfg["hydra"]
+    cfg = compose_train([*overrides, "logger=none"], tmp_path)
     with pytest.raises((ConfigError, FileNotFoundError), match=re.escape(message)):
         train(cfg)
     assert not (tmp_path / "checkpoints").exists()
@@ -252,12 +241,7 @@ def test_config_errors_name_key_and_value(overrides: list[str], message: str, tm
 @pytest.mark.parametrize("mode", ["fdr", "overfit", "limit", "profiler"])
 def test_debug_modes_run(mode: str, tiny_data: dict[str, Path], tmp_path: Path) -> None:
     overrides = [f"debug={mode}", *tiny_overrides(tiny_data, epochs=2, steps=2), "extras.print_config=false"]
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path)
-        del cfg["hydra"]
+    cfg = compose_train(overrides, tmp_path)
     metrics, objects = train(cfg)
     assert objects["trainer"].loggers == [] and "test/tiny/psnr" in metrics
     assert metrics["global_step"] == {"fdr": 1, "overfit": 4, "limit": 4, "profiler": 4}[mode]

@@ -15,6 +15,7 @@ from PIL import Image
 from esrt_lit import inference
 from esrt_lit.data.imresize import imresize
 from esrt_lit.data.io import read_image
+from esrt_lit.errors import ConfigError
 from esrt_lit.inference import (
     AUTO_ESRT_TILE,
     AUTO_TILE,
@@ -26,7 +27,6 @@ from esrt_lit.inference import (
     upscale_image,
 )
 from esrt_lit.models import ESRT, Bicubic
-from esrt_lit.utils.task import ConfigError
 
 
 @pytest.fixture

@@ -16,12 +16,13 @@ import numpy as np
 import torch
 from hydra.core.global_hydra import GlobalHydra
 from lightning.pytorch import Trainer
+from omegaconf import DictConfig
 from PIL import Image
 
 from esrt_lit.data import SRDataModule
 from esrt_lit.models import ESRT
 from esrt_lit.paths import PROJECT_ROOT
-from esrt_lit.utils.checkpoint import AtomicCheckpointIO
+from esrt_lit.training.checkpoint_io import AtomicCheckpointIO
 
 #: A network that trains in milliseconds per step (x2, 8 features, one HPB, one ARFB pass).
 TINY_MODEL = ["model=esrt_tiny", "model.n_feats=8", "model.et_heads=4", "model.low_repeats=1"]
@@ -105,6 +106,28 @@ def tiny_overrides(data: dict[str, Path], epochs: int = 2, steps: int = 4) -> li
         "callbacks.rich_progress_bar=null",
         "callbacks.model_summary=null",
     ]
+
+
+def compose_train(overrides: list[str], output_dir: Path, config_dirs: tuple[Path, ...] = ()) -> DictConfig:
+    """The tests' one composed configuration: ``conf/train.yaml`` with ``overrides`` (and the config
+    groups under ``config_dirs``, added to Hydra's search path as a user's own would be), its Hydra
+    state set as in a run, writing into ``output_dir``; ready for :func:`esrt_lit.train.train`."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from esrt_lit.paths import CONF_DIR
+
+    searchpath = (
+        [f"hydra.searchpath=[{','.join(repr(f'file://{d}') for d in config_dirs)}]"] if config_dirs else []
+    )
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, *searchpath], return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg["hydra"]
+    return cfg
 
 
 def cli_env(**extra: str) -> dict[str, str]:

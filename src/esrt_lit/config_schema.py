@@ -16,8 +16,6 @@ and what was expected, before a network, a dataset or a file is touched. The typ
 * :data:`RANGES`: the ranges no signature shows; ``scale`` is one of the SR factors, and a group's own
   ``scale`` (``data.scale``, ``model.scale``, which follow ``${scale}``) must not contradict it.
 
-:func:`quote_non_ascii` prepares a command line for Hydra's override parser, which reads non-ASCII
-characters only inside quotes.
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
-import re
 import types
 import typing
 from collections.abc import Iterator, Mapping, Sequence
@@ -37,9 +34,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from esrt_lit.errors import ConfigError
 from esrt_lit.paths import CONF_DIR
-from esrt_lit.utils.task import exit_with_error
 
-__all__ = ["RANGES", "check_schema", "quote_non_ascii"]
+__all__ = ["RANGES", "check_schema"]
 
 #: Ranges of integer keys that no signature shows: dotted key → (minimum, maximum or None).
 RANGES: dict[str, tuple[int, int | None]] = {
@@ -51,10 +47,6 @@ RANGES: dict[str, tuple[int, int | None]] = {
 
 _UNIONS = (typing.Union, types.UnionType)
 _LISTS = (list, tuple, set, frozenset, Sequence)
-#: A quoted text of an override (Hydra reads any character there).
-_QUOTED = re.compile(r"'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"")
-#: Characters of an override value that make it more than one plain text (lists, sweeps, escapes).
-_STRUCTURE = re.compile(r"[\[\]{}(),'\"\\]|\$\{")
 
 
 def check_schema(cfg: DictConfig, config_name: str | None = None) -> None:
@@ -78,36 +70,17 @@ def check_schema(cfg: DictConfig, config_name: str | None = None) -> None:
         config_name = str(hydra_cfg.job.config_name)
         overrides = OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task))
         groups = [str(g) for g in hydra_cfg.runtime.choices if not str(g).startswith("hydra")]
+        # the user's own config folders (hydra.searchpath) hold group options the default must find too
+        paths = ",".join(repr(str(p)) for p in hydra_cfg.searchpath)
+        searchpath = [f"hydra.searchpath=[{paths}]"] if paths else []
     else:
-        groups = []
+        groups, searchpath = [], []
     typed = {o.key_or_group: o.input_line for o in overrides}
-    default = _default_config(config_name, [o.input_line for o in overrides if o.key_or_group in groups])
+    group_choices = [o.input_line for o in overrides if o.key_or_group in groups]
+    default = _default_config(config_name, group_choices + searchpath)
     _check_scale(cfg, default)
     _Walk(typed, groups).node(cfg, default, "")
     _check_group_scales(cfg)
-
-
-def quote_non_ascii(args: Sequence[str]) -> list[str]:
-    """``args`` (a command line without the program) with each ``key=value`` whose value holds non-ASCII
-    characters outside quotes quoted (``input=фото.png`` → ``input='фото.png'``), which Hydra's override
-    parser reads only inside quotes; a value with structure (a list, a sweep, quotes, escapes) cannot be
-    quoted as a whole: the command ends with one line saying how to quote it."""
-    quoted = []
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if _QUOTED.sub("", arg).isascii() or arg.startswith("-"):
-            quoted.append(arg)
-        elif sep and key.isascii() and not _STRUCTURE.search(value):
-            quoted.append(f"{key}='{value}'")
-        else:
-            exit_with_error(
-                ConfigError(
-                    f"{arg}: Hydra's override syntax reads non-ASCII characters only inside quotes and in "
-                    "values, never in keys; quote each text that has them, e.g. 'input=\"фото.png\"' or "
-                    "'data.train=[{kind:folder,path:\"/data/фото\"}]' (the outer quotes are for the shell)"
-                )
-            )
-    return quoted
 
 
 def _default_config(config_name: str, group_overrides: list[str]) -> DictConfig:
@@ -234,11 +207,12 @@ class _Walk:
                 self.leaf(path, key, value, hints.get(key, _default_type(_default_leaf(default, key))))
 
     def targets_in(self, value: Any, path: str) -> bool:
-        """Walk the ``_target_`` nodes of a list (``trainer.plugins``); whether it holds any."""
+        """Walk the ``_target_`` nodes of a list (``trainer.plugins``, ``data.train``); whether it holds
+        any. A plain mapping beside them (a data source's ``kind:`` short form) is left to what reads it."""
         if not isinstance(value, ListConfig) or not any(_is_target(item) for item in value):
             return False
         for i, item in enumerate(value):
-            if isinstance(item, DictConfig):
+            if _is_target(item):
                 self.node(item, None, f"{path}[{i}]")
         return True
 

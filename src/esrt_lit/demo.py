@@ -34,14 +34,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from esrt_lit.cli import report_error
 from esrt_lit.data.imresize import imresize
-from esrt_lit.data.io import modcrop, read_image, write_image
+from esrt_lit.data.io import image_to_tensor, modcrop, read_image, write_image
 from esrt_lit.data.sources import SkimageSource
 from esrt_lit.files import atomic_output
+from esrt_lit.metrics.collection import format_scores
 from esrt_lit.metrics.functional import psnr
+from esrt_lit.metrics.tables import markdown_table
 from esrt_lit.paths import PROJECT_ROOT
-from esrt_lit.utils.tables import markdown_table, score_cell
-from esrt_lit.utils.task import report_error
 
 __all__ = ["comparison_panel", "detailed_crops", "font", "main", "run_demo"]
 
@@ -79,7 +80,7 @@ def _run(module: str, *args: str) -> None:
 
 def _psnr(image: np.ndarray, hr: np.ndarray, scale: int) -> float:
     def tensor(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(x.transpose(2, 0, 1).copy())[None]
+        return image_to_tensor(x, scale_to_unit=False, batch=True).contiguous()
 
     return psnr(tensor(image), tensor(hr), scale).item()
 
@@ -189,7 +190,7 @@ def _scores_table(results: dict[str, Path]) -> str:
     rows = []
     for name, result in loaded.items():
         row = result["results"][f"x{SCALE}"]
-        rows.append([name, *(score_cell(row[b]["psnr"], row[b]["ssim"]) for b in benches)])
+        rows.append([name, *(format_scores(row[b]) for b in benches)])
     return markdown_table([f"x{SCALE}, PSNR dB / SSIM", *benches], rows)
 
 

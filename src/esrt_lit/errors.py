@@ -1,5 +1,5 @@
 """The project's exceptions, at the bottom layer: every layer raises them, the commands' runner
-(:func:`esrt_lit.utils.task.run_task`) turns them into one ``error:`` line. Their messages name the
+(:func:`esrt_lit.cli.run_task`) turns them into one ``error:`` line. Their messages name the
 key, value or file at fault and what was expected."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Score a network on the benchmarks: ``python -m esrt_lit.eval ckpt_path=...`` or ``model=bicubic``.
 
-The checkpoint may be any kind the one loader reads (:func:`esrt_lit.models.loading.load_network`: a
+The checkpoint may be any kind the one loader reads (:func:`esrt_lit.models.checkpoint.load_network`: a
 checkpoint of ``esrt_lit.train``, EMA weights preferred, released ESRT weights, or a state dict).
 ``model=bicubic`` scores the published bicubic baseline (the Y-first procedure of the published rows)
 at ``scales`` (default 2, 3 and 4). Every benchmark folder under ``benchmark_root`` is scored with the
@@ -11,22 +11,24 @@ and the table is printed.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from esrt_lit.config_schema import check_schema, quote_non_ascii
+from esrt_lit.cli import hydra_argv, run_task
+from esrt_lit.config_schema import check_schema
+from esrt_lit.configs import register_configs
 from esrt_lit.data.degradations import Degradation, build_degradation
+from esrt_lit.errors import ConfigError
 from esrt_lit.evaluation import format_table, run_benchmarks
 from esrt_lit.inference import resolve_device
+from esrt_lit.models.bicubic import is_bicubic
+from esrt_lit.models.checkpoint import BICUBIC, load_network, network_source
 from esrt_lit.models.config import SCALES
 from esrt_lit.paths import CONF_DIR
 from esrt_lit.paths import benchmark_root as shared_benchmark_root
-from esrt_lit.utils.resolvers import register_resolvers
-from esrt_lit.utils.task import ConfigError, network_spec, run_task
 
 __all__ = ["evaluate", "main", "write_embedded_benchmark"]
 
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 
 BICUBIC_SCALES = list(SCALES)
 
-register_resolvers()
+register_configs()
 
 
 def write_embedded_benchmark(folder: Path) -> Path:
@@ -88,11 +90,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """
     check_schema(cfg)
     scales = _scales(cfg)
-    model, scale = network_spec(cfg)
+    source = network_source(cfg.get("ckpt_path"), is_bicubic(cfg.get("model")))
     label = None  # bicubic's results name the procedure; a network's, its checkpoint
-    if model == "bicubic":
-        scales = scales if scales is not None else BICUBIC_SCALES
+    if source == BICUBIC:  # the published rows' Y-first procedure, at every scale asked
+        model, scales = source, scales if scales is not None else BICUBIC_SCALES
     else:
+        model = load_network(source, key="ckpt_path")
+        scale = int(model.scale)
         if scales is not None and any(s != scale for s in scales):
             raise ConfigError(f"scales={scales}: the checkpoint {cfg.ckpt_path} holds an x{scale} network")
         scales, label = [scale], str(cfg.ckpt_path)
@@ -125,8 +129,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Command-line entry point: score, write ``results.{json,md}``, print the table (non-ASCII values
-    quoted for Hydra: :func:`esrt_lit.config_schema.quote_non_ascii`)."""
-    sys.argv = [sys.argv[0], *quote_non_ascii(sys.argv[1:])]
+    quoted for Hydra: :func:`esrt_lit.cli.hydra_argv`)."""
+    hydra_argv()
     _hydra_main()
 
 

@@ -40,12 +40,14 @@ from esrt_lit.data.datasets import PairStore, check_scorable
 from esrt_lit.data.degradations import Bicubic as BicubicDegradation
 from esrt_lit.data.degradations import Degradation
 from esrt_lit.data.imresize import imresize
-from esrt_lit.data.sources import PAPER_ORDER, BenchmarkSource, BenchmarksSource
+from esrt_lit.data.io import image_to_tensor
+from esrt_lit.data.sources import BenchmarkSource, BenchmarksSource
 from esrt_lit.inference import upscale
 from esrt_lit.metrics.collection import METRICS, format_scores, score_images
 from esrt_lit.metrics.color import quantize, rgb_to_y
+from esrt_lit.metrics.tables import PAPER_ORDER, markdown_table
+from esrt_lit.models.checkpoint import BICUBIC, load_network
 from esrt_lit.models.config import check_scale
-from esrt_lit.utils.tables import markdown_table
 
 __all__ = [
     "PAPER_ORDER",
@@ -54,7 +56,6 @@ __all__ = [
     "find_benchmarks",
     "format_table",
     "iter_sr_pairs",
-    "load_model",
     "run_benchmarks",
     "score_pair",
 ]
@@ -65,7 +66,6 @@ log = logging.getLogger(__name__)
 ModelSpec = str | Path | nn.Module
 
 RESULT_FILES = ("results.json", "results.md")
-BICUBIC = "bicubic"
 
 
 def find_benchmarks(root: str | Path, names: Sequence[str] | None = None) -> list[BenchmarkSource]:
@@ -77,26 +77,6 @@ def find_benchmarks(root: str | Path, names: Sequence[str] | None = None) -> lis
         ValueError: no benchmark under ``root``.
     """
     return BenchmarksSource(str(root), list(names) if names is not None else None).expand()
-
-
-def load_model(model: ModelSpec) -> nn.Module:
-    """The network behind a model spec (anything but ``"bicubic"``), in eval mode: a module as it is,
-    a checkpoint through the one loader, :func:`esrt_lit.models.loading.load_network`.
-
-    Raises:
-        FileNotFoundError: the checkpoint does not exist.
-        ValueError: ``model`` names nothing loadable (the loader's errors name the file).
-    """
-    if isinstance(model, nn.Module):
-        return model.eval()
-    from esrt_lit.models.loading import is_network_source, load_network
-
-    if not is_network_source(model):
-        raise ValueError(
-            f"model={str(model)!r}: expected 'bicubic', an nn.Module, or a checkpoint (a .ckpt/.pt/.pth file "
-            "or a shipped name such as pretrained:x4)"
-        )
-    return load_network(model)
 
 
 def _describe(model: ModelSpec) -> str:
@@ -114,8 +94,8 @@ def _y_first_bicubic(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
-    """``uint8 [H, W, C]`` → ``uint8 [1, C, H, W]``."""
-    return torch.from_numpy(image.transpose(2, 0, 1).copy())[None]
+    """``uint8 [H, W, C]`` → ``uint8 [1, C, H, W]``, packed (contiguous)."""
+    return image_to_tensor(image, scale_to_unit=False, batch=True).contiguous()
 
 
 def iter_sr_pairs(
@@ -139,7 +119,7 @@ def iter_sr_pairs(
         hr_dir: a folder of HR images, or a benchmark pack holding ``HR/`` (and ``LR_bicubic/X{s}/``).
         scale: upscaling factor; also the border cropped when scoring.
         model: ``"bicubic"`` (Y-first published baseline), an ``nn.Module`` taking ``[1, 3, h, w]`` in
-            [0, 1] and returning ``[1, 3, h·s, w·s]``, or a checkpoint (see :func:`load_model`).
+            [0, 1] and returning ``[1, 3, h·s, w·s]``, or a checkpoint (see :func:`~esrt_lit.models.checkpoint.load_network`).
         device: where the network runs.
         tile: LR tile size for networks that do not fit an image at once (None: whole images).
         lr_dir: stored LR images (``baby.png`` or ``babyx4.png``) instead of the pack's or ``imresize``'s.
@@ -175,7 +155,7 @@ def iter_sr_pairs(
             sr_y, hr_y = _y_first_bicubic(hr, scale)
             yield record.name, _to_tensor(sr_y), _to_tensor(hr_y)
         return
-    net = load_model(model).to(device)
+    net = load_network(model).to(device)
     param = next(iter(net.parameters()), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     min_size = int(getattr(net, "min_size", 1))
@@ -312,7 +292,7 @@ def run_benchmarks(
     for scale in scales:
         spec = model[scale] if isinstance(model, Mapping) else model
         if not isinstance(spec, nn.Module) and spec != BICUBIC:
-            spec = load_model(spec)  # load a checkpoint once per scale, not once per benchmark
+            spec = load_network(spec)  # load a checkpoint once per scale, not once per benchmark
         per_bench = results["results"][f"x{scale}"] = {}
         for bench in benches:
             res = evaluate_folder(bench.root, scale, spec, device, tile, bench.lr_dir, degradation)

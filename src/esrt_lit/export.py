@@ -32,11 +32,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from esrt_lit.config_schema import check_schema, quote_non_ascii
+from esrt_lit.cli import quote_non_ascii, report_error
+from esrt_lit.config_schema import check_schema
 from esrt_lit.errors import ConfigError
 from esrt_lit.files import atomic_output, refuse_overwriting_input
+from esrt_lit.models.checkpoint import load_network
+from esrt_lit.models.config import check_scale
+from esrt_lit.models.esrt import ESRT
 from esrt_lit.paths import CONF_DIR
-from esrt_lit.utils.task import report_error
 
 __all__ = ["export_onnx", "load_net", "main", "verify_onnx"]
 
@@ -46,28 +49,21 @@ FORMATS = ("onnx", "pretrained")
 
 
 def load_net(ckpt_path: str | Path | None, scale: int | None = None) -> nn.Module:
-    """The network to export, in eval mode on the CPU in float32.
-
-    Args:
-        ckpt_path: a checkpoint (any kind :func:`esrt_lit.models.loading.load_network` reads), or None
-            for a randomly initialised ESRT (seed 0).
-        scale: required when ``ckpt_path`` is None; otherwise must match the checkpoint.
+    """The network to export, in eval mode on the CPU in float32: ``ckpt_path``'s
+    (:func:`~esrt_lit.models.checkpoint.load_network`; its scale must be ``scale`` when given), or for
+    None a randomly initialised ESRT (seed 0) of ``scale``.
 
     Raises:
         FileNotFoundError: no such checkpoint.
         ValueError: no scale for random weights, or a scale that disagrees with the checkpoint.
     """
-    from esrt_lit.models import ESRT
-    from esrt_lit.models.config import check_scale
-    from esrt_lit.models.loading import load_network
-
-    if ckpt_path is None:
-        if scale is None:
-            raise ValueError("ckpt_path=null exports random weights and needs scale=2, 3 or 4")
-        torch.manual_seed(0)
-        return ESRT(scale=check_scale(scale)).eval()
-    net = load_network(ckpt_path, scale=check_scale(scale) if scale is not None else None)
-    return net.float().cpu().eval()
+    scale = check_scale(scale) if scale is not None else None
+    if ckpt_path is not None:
+        return load_network(ckpt_path, scale).float().cpu()
+    if scale is None:
+        raise ValueError("ckpt_path=null exports random weights and needs scale=2, 3 or 4")
+    torch.manual_seed(0)
+    return ESRT(scale=scale).eval()
 
 
 def export_onnx(
@@ -163,7 +159,8 @@ def export_pretrained(
     import hashlib
 
     from esrt_lit.evaluation import run_benchmarks
-    from esrt_lit.utils.checkpoint import atomic_torch_save
+    from esrt_lit.metrics.collection import METRICS
+    from esrt_lit.training.checkpoint_io import atomic_torch_save
 
     output = Path(output)
     record_path = output.with_suffix(".json")
@@ -185,8 +182,8 @@ def export_pretrained(
         "file": output.name,
         "sha256": hashlib.sha256(output.read_bytes()).hexdigest(),
         "config": dict(net.config),
-        "scores": {n: {k: scores[n][k] for k in ("psnr", "ssim")} for n in names},
-        "bicubic": {n: {k: bicubic[n][k] for k in ("psnr", "ssim")} for n in names},
+        "scores": {n: {m.name: scores[n][m.name] for m in METRICS} for n in names},
+        "bicubic": {n: {m.name: bicubic[n][m.name] for m in METRICS} for n in names},
         **_run_record(Path(ckpt_path), commit),
     }
     with atomic_output(record_path) as tmp:

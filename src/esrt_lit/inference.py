@@ -37,8 +37,15 @@ import torch
 from torch import nn
 
 from esrt_lit.data.imresize import imresize
-from esrt_lit.data.io import IMAGE_SUFFIXES, list_images, read_image, write_image
-from esrt_lit.utils.task import ConfigError
+from esrt_lit.data.io import (
+    IMAGE_SUFFIXES,
+    image_to_tensor,
+    list_images,
+    read_image,
+    tensor_to_image,
+    write_image,
+)
+from esrt_lit.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +152,7 @@ def _to_batch(image: Any) -> tuple[torch.Tensor, dict[str, Any]]:
         if image.ndim != 3 or image.shape[2] not in (1, 3):
             raise ValueError(f"numpy image has shape {image.shape}; expected (H, W), (H, W, 1) or (H, W, 3)")
         channels = image.shape[2]
-        x = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)[None].float() / 255
+        x = image_to_tensor(image, batch=True)
         if channels == 1:
             x = x.expand(1, 3, *x.shape[-2:])
         return x, {"kind": "numpy", "channels": channels, "squeeze_hw": grey_2d}
@@ -170,7 +177,7 @@ def _from_batch(y: torch.Tensor, meta: dict[str, Any]) -> Any:
     y = y[0]
     if meta["channels"] == 1:
         y = y.mean(dim=0, keepdim=True)
-    out = (y.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    out = tensor_to_image(y)
     return out[:, :, 0] if meta["squeeze_hw"] else out
 
 

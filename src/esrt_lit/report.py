@@ -25,9 +25,10 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from esrt_lit.files import atomic_output
+from esrt_lit.metrics.collection import METRICS, PRIMARY, find_metric
+from esrt_lit.metrics.tables import markdown_table, score_cell
 from esrt_lit.models.official import RELEASED_KNOBS
 from esrt_lit.reference import PAPER_ESRT
-from esrt_lit.utils.tables import markdown_table, score_cell
 from esrt_lit.wandb_offline import read_offline_run
 
 log = logging.getLogger(__name__)
@@ -176,14 +177,14 @@ def _score_columns(runs: list[Run]) -> list[tuple[str, list[tuple[str, str]]]]:
                 (stage, metric)
                 for stage in ("val", "test")
                 if bench in {"val": val, "test": test}[stage]
-                for metric in ("psnr", "ssim")
+                for metric in (m.name for m in METRICS)
             ],
         )
         for bench in [*val, *(b for b in test if b not in val)]
     ]
 
 
-def _bicubic_score(runs: list[Run], bench: str, metric: str = "psnr") -> float | None:
+def _bicubic_score(runs: list[Run], bench: str, metric: str) -> float | None:
     """Bicubic's ``metric`` on ``bench`` as the runs recorded it (the same for every run of one scale)."""
     values = [r.metrics.get(f"bicubic/{bench}/{metric}") for r in runs]
     return next((float(v) for v in values if v is not None), None)
@@ -227,7 +228,8 @@ def build_table(runs: list[Run]) -> tuple[list[str], list[list[Any]], dict[str, 
             scored = [(value, i) for value, i in values if value is not None and math.isfinite(value)]
             if scored:  # the first of ties
                 column = SCORE_COLUMN[stage].format(bench=bench, metric=metric)
-                best[column] = offset + max(scored, key=lambda t: t[0])[1]
+                pick = max if find_metric(metric).higher_is_better else min  # the metric's direction
+                best[column] = offset + pick(scored, key=lambda t: t[0])[1]
     return columns, rows, best
 
 
@@ -235,9 +237,10 @@ def _fmt(value: Any, column: str) -> str:
     if value is None or value == "":
         return "–"
     if isinstance(value, float):
-        if "ssim" in column:
-            return f"{value:.4f}"
-        if column.endswith("_G") or "psnr" in column or column.endswith("_ms"):
+        metric = next((m for m in METRICS if f"_{m.name}" in column), None)
+        if metric is not None:
+            return format(value, metric.spec)
+        if column.endswith(("_G", "_ms")):
             return f"{value:.2f}"
     if column == "params" and isinstance(value, int):
         return f"{value:,}"
@@ -301,7 +304,7 @@ def plot_figure(
     xi = columns.index(x_col)
     knobs = columns[1 : columns.index("params")]
     for bench in _benchmarks(runs):
-        yi = columns.index(SCORE_COLUMN["val"].format(bench=bench, metric="psnr"))
+        yi = columns.index(SCORE_COLUMN["val"].format(bench=bench, metric=PRIMARY.name))
         pts = [(row[xi], row[yi], row) for row in rows if _finite(row[xi]) and _finite(row[yi])]
         if not pts:
             continue
@@ -313,7 +316,7 @@ def plot_figure(
                 ", ".join(f"{k.removeprefix('model.')}={row[1 + j]}" for j, k in enumerate(knobs)) or row[0]
             )
             ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        bicubic = _bicubic_score(runs, bench)
+        bicubic = _bicubic_score(runs, bench, PRIMARY.name)
         if bicubic is not None:
             text = f"bicubic on {bench}: {bicubic:.2f} dB"
             ax.axhline(bicubic, color=line.get_color(), linestyle="--", linewidth=1, label=text)
@@ -420,7 +423,7 @@ def _log_to_wandb(columns: list[str], rows: list[list[Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: ``python -m esrt_lit.report DIR [--out DIR] [--overwrite]``; returns the exit status."""
-    from esrt_lit.utils.task import report_error
+    from esrt_lit.cli import report_error
 
     parser = argparse.ArgumentParser(prog="python -m esrt_lit.report", description=__doc__.splitlines()[0])
     parser.add_argument("dir", help="Hydra multirun directory or folder of W&B offline runs")

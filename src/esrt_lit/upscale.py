@@ -1,7 +1,7 @@
 """Upscale images: ``python -m esrt_lit.upscale input=PATH output=DIR [scale=2|4] [ckpt_path=...]``.
 
 Without ``ckpt_path`` the weights shipped with the package for ``scale`` do the work
-(:mod:`esrt_lit.models.pretrained`; an INFO line names them and how they were made); ``ckpt_path``
+(:data:`esrt_lit.models.checkpoint.PRETRAINED`; an INFO line names them and how they were made); ``ckpt_path``
 takes any checkpoint, ``model=bicubic`` bicubic.
 
 ``input`` is an image or a folder of images; each result is written under ``output`` with the input's
@@ -21,21 +21,21 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from esrt_lit.config_schema import check_schema, quote_non_ascii
+from esrt_lit.cli import hydra_argv, run_task
+from esrt_lit.config_schema import check_schema
+from esrt_lit.configs import register_configs
+from esrt_lit.errors import ConfigError
 from esrt_lit.inference import resolve_device, upscale_files
-from esrt_lit.models import Bicubic
+from esrt_lit.models.bicubic import is_bicubic
+from esrt_lit.models.checkpoint import BICUBIC, PREFIX, load_network, network_source, provenance
 from esrt_lit.models.config import check_scale
-from esrt_lit.models.pretrained import PREFIX, provenance
 from esrt_lit.paths import CONF_DIR
-from esrt_lit.utils.resolvers import register_resolvers
-from esrt_lit.utils.task import ConfigError, network_spec, run_task
 
 __all__ = ["describe_weights", "main", "upscale"]
 
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 #: The scale of ``model=bicubic`` when none is given.
 BICUBIC_SCALE = 4
 
-register_resolvers()
+register_configs()
 
 
 def upscale(cfg: DictConfig) -> list[Path]:
@@ -56,13 +56,15 @@ def upscale(cfg: DictConfig) -> list[Path]:
             f"{' and '.join(missing)} required: give input=<an image or a folder of images> output=<a folder>"
         )
     scale = check_scale(cfg.scale) if cfg.get("scale") is not None else None
-    net, scale = network_spec(cfg, scale, shipped=True)  # no checkpoint: the weights shipped for the scale
-    if net == "bicubic":
+    # no checkpoint: the weights shipped for the scale
+    source = network_source(cfg.get("ckpt_path"), is_bicubic(cfg.get("model")), scale, shipped=True)
+    if source == BICUBIC:
         scale = scale or BICUBIC_SCALE
-        net = Bicubic(scale)
-    else:
-        log.info("weights: %s", describe_weights(cfg.get("ckpt_path") or f"{PREFIX}x{scale}"))
-    net = net.eval().to(resolve_device(cfg.device))
+    net = load_network(source, scale, key="ckpt_path" if cfg.get("ckpt_path") else None)
+    scale = int(net.scale)
+    if source != BICUBIC:
+        log.info("weights: %s", describe_weights(source if source.startswith(PREFIX) else cfg.ckpt_path))
+    net = net.to(resolve_device(cfg.device))
     return upscale_files(
         net,
         scale,
@@ -80,10 +82,14 @@ def describe_weights(ckpt_path: str) -> str:
     provenance: file, SHA-256, the training recipe and steps, Set5/Set14 PSNR against bicubic."""
     if not str(ckpt_path).startswith(PREFIX):
         return f"ckpt_path={ckpt_path}"
+    from esrt_lit.metrics.collection import PRIMARY
+
     info: dict[str, Any] = provenance(ckpt_path)
     scores, bicubic = info.get("scores", {}), info.get("bicubic", {})
     sets = [n for n in ("Set5", "Set14") if n in scores and n in bicubic]
-    psnr = ", ".join(f"{n} {scores[n]['psnr']:.2f} dB (bicubic {bicubic[n]['psnr']:.2f})" for n in sets)
+    psnr = ", ".join(
+        f"{n} {scores[n][PRIMARY.name]:.2f} dB (bicubic {bicubic[n][PRIMARY.name]:.2f})" for n in sets
+    )
     recipe = re.search(r"experiment=\S+", info.get("command", ""))
     steps = info.get("run", {}).get("global_step")
     made = f"trained by {recipe.group() if recipe else info.get('command')}" + (
@@ -103,8 +109,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Command-line entry point: upscale, then list what was written (non-ASCII values quoted for Hydra:
-    :func:`esrt_lit.config_schema.quote_non_ascii`)."""
-    sys.argv = [sys.argv[0], *quote_non_ascii(sys.argv[1:])]
+    :func:`esrt_lit.cli.hydra_argv`)."""
+    hydra_argv()
     _hydra_main()
 
 

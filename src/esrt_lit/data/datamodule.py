@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from esrt_lit.data.datasets import CacheMode, PairStore, SREvalDataset, SRTrainDataset
 from esrt_lit.data.degradations import build_degradation
 from esrt_lit.data.sampling import ResumableDataLoader
-from esrt_lit.data.sources import ImageRecord, SkimageSource, Source, build_sources
+from esrt_lit.data.sources import Record, SkimageSource, Source, build_sources
 
 __all__ = ["EvalDistributedSampler", "SRDataModule"]
 
@@ -62,13 +62,16 @@ class SRDataModule(LightningDataModule):
     """SR data for training, validation and test.
 
     Every argument is a plain value, so Hydra can build it from YAML (``_target_:
-    esrt_lit.data.SRDataModule``).
+    esrt_lit.data.SRDataModule``). The data config sets ``_recursive_: false``: the source specs
+    (``_target_`` mappings) reach the module as plain mappings, are saved so in its hyper-parameters
+    (a checkpoint holds no pickled object), and are built by :func:`~esrt_lit.data.sources.build_sources`
+    when needed, whose errors are one line naming the spec.
 
     Args:
         scale: SR factor (2, 3 or 4).
-        train: training source specs (see :mod:`esrt_lit.data.sources`); None = the embedded
-            scikit-image training photos.
-        val: validation source specs, one loader per source (``benchmarks`` expands to one per
+        train: training source specs (source objects, or mappings with ``_target_`` or its short form
+            ``kind``; see :mod:`esrt_lit.data.sources`); None = the embedded scikit-image training photos.
+        val: validation source specs, one loader per source (a ``BenchmarksSource`` expands to one per
             benchmark); None = the embedded scikit-image validation images; ``[]`` = no validation.
         test: test source specs; None = the same as ``val``.
         patch_size: LR patch side (HR patch ``patch_size * scale``).
@@ -210,7 +213,7 @@ class SRDataModule(LightningDataModule):
         return [s.label for s in self._test_sources_resolved()]
 
     def check(self, train: bool = True) -> None:
-        """Resolve every source now, no image decoded: a missing folder or file, an unknown kind or a
+        """Resolve every source now, no image decoded: a missing folder or file, a bad spec or a
         set without images fails before training, naming it (the images are decoded and checked when
         the datasets are set up, before the first step).
 
@@ -223,7 +226,7 @@ class SRDataModule(LightningDataModule):
         for source in [*self._val_sources_resolved(), *self._test_sources_resolved()]:
             source.records(self.scale)
 
-    def _train_records(self) -> tuple[list[Source], list[ImageRecord]]:
+    def _train_records(self) -> tuple[list[Source], list[Record]]:
         sources = build_sources(self.train_specs, unique_names=False)
         return sources, [r for s in sources for r in s.records(self.scale)]
 

@@ -1,15 +1,17 @@
 """Map-style SR datasets: random aligned patches for training, whole images for evaluation.
 
-Both read ``(LR, HR)`` pairs through a :class:`PairStore`, which decodes each image once and makes
-its LR once: HR is modcropped to a multiple of the scale, and the LR is the stored LR file when the
-source has one (its size checked against the HR), else MATLAB ``imresize(HR, 1/s)`` rounded to
+Both read ``(LR, HR)`` pairs through a :class:`PairStore`, which has each record
+(:class:`~esrt_lit.data.sources.Record`) read itself once and makes its LR once: HR is modcropped to
+a multiple of the scale, and the LR is the stored LR when the record has one (its size checked
+against the HR), else MATLAB ``imresize(HR, 1/s)`` rounded to
 ``uint8`` (ESRT, Lu et al., arXiv 2108.11084, Sec. 4.1: "bicubic degradation"). Another degradation
 (:mod:`esrt_lit.data.degradations`: ``bd``, ``dn``) always makes the LR from the HR, stored LR files
 being bicubic; its noise is seeded per image (:func:`~esrt_lit.data.degradations.image_seed`) for
 evaluation, and drawn afresh for every training patch. The store keeps pairs in memory
-(``cache="memory"``), or as ``uint8`` ``.npy`` files in a cache folder keyed by the source file's path,
-mtime, size, the degradation and the scale (``cache="npy"``, memory-mapped on read, so a second run and
-worker processes never decode or resize again), or nowhere (``cache="none"``).
+(``cache="memory"``), or as ``uint8`` ``.npy`` files in a cache folder keyed by the record's keys (for
+a file: its path, mtime and size), the degradation and the scale (``cache="npy"``, memory-mapped on
+read, so a second run and worker processes never decode or resize again), or nowhere (``cache="none"``).
+The store touches no file but its cache: paths, decoding and keys are the records' business.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -26,15 +30,9 @@ import torch
 from torch.utils.data import Dataset
 
 from esrt_lit.data.degradations import Bicubic, Degradation, image_seed
-from esrt_lit.data.io import modcrop, read_image
-from esrt_lit.data.sources import ImageRecord
-from esrt_lit.data.transforms import (
-    PairedD4,
-    check_patch_fits,
-    paired_random_crop,
-    to_tensor,
-    to_three_channels,
-)
+from esrt_lit.data.io import file_key, image_to_tensor, modcrop
+from esrt_lit.data.sources import Record
+from esrt_lit.data.transforms import PairedD4, check_patch_fits, paired_random_crop, to_three_channels
 from esrt_lit.files import atomic_output
 from esrt_lit.metrics.functional.ssim import WINDOW_SIZE, min_scored_side
 
@@ -61,9 +59,10 @@ def default_cache_dir() -> Path:
     return Path(base) / "esrt_lit"
 
 
-def _file_key(path: Path) -> str:
-    stat = path.stat()
-    return f"{path.resolve()}|{stat.st_mtime_ns}|{stat.st_size}"
+#: The key of a file in the ``npy`` cache (:meth:`~esrt_lit.data.sources.ImageRecord.hr_key`).
+_file_key = file_key
+#: Characters a record's name may hold that a cache file's name may not.
+_UNSAFE = re.compile(r"[/\\\x00]")
 
 
 def _digest(text: str) -> str:
@@ -112,7 +111,7 @@ class PairStore:
         self.stored_lr = isinstance(self.degradation, Bicubic)
         if cache == "npy":
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self._pairs: dict[ImageRecord, tuple[np.ndarray, np.ndarray]] = {}
+        self._pairs: dict[Record, tuple[np.ndarray, np.ndarray]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -120,7 +119,7 @@ class PairStore:
             state["_pairs"] = {}
         return state
 
-    def get(self, record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+    def get(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
         """``(lr (h, w, C), hr (h*s, w*s, C))`` for ``record``, HR modcropped to a multiple of ``s``."""
         pair = self._pairs.get(record)
         if pair is None:
@@ -129,19 +128,19 @@ class PairStore:
                 self._pairs[record] = pair
         return pair
 
-    def hr(self, record: ImageRecord) -> np.ndarray:
+    def hr(self, record: Record) -> np.ndarray:
         """The modcropped HR of ``record`` alone, decoded (not cached); a stored LR is read and checked
         against it, a missing one is not made."""
-        hr = self._hr(record.hr, read_image(record.hr))
-        if record.lr is not None and self.stored_lr:
-            self._lr_for(record, hr)
+        hr = self._hr(record.location, record.read_hr())
+        if self.stored_lr and (lr := record.read_lr()) is not None:
+            self._check_lr(record, lr, hr)
         return hr
 
-    def _decode(self, record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
-        hr = self._hr(record.hr, read_image(record.hr))
+    def _decode(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
+        hr = self._hr(record.location, record.read_hr())
         return self._lr_for(record, hr), hr
 
-    def _hr(self, path: Path, image: np.ndarray) -> np.ndarray:
+    def _hr(self, path: str, image: np.ndarray) -> np.ndarray:
         """``image`` (read from ``path``) modcropped to a multiple of the scale, at least one LR pixel."""
         s = self.scale
         h, w = image.shape[:2]
@@ -151,38 +150,44 @@ class PairStore:
             )
         return modcrop(image, s)
 
-    def _lr_for(self, record: ImageRecord, hr: np.ndarray) -> np.ndarray:
+    def _lr_for(self, record: Record, hr: np.ndarray) -> np.ndarray:
+        lr = record.read_lr() if self.stored_lr else None
+        if lr is None:
+            seed = image_seed(record.name, self.scale) if self.noise else None
+            return self.degradation(hr, self.scale, seed, noise=self.noise)
+        self._check_lr(record, lr, hr)
+        return lr
+
+    def _check_lr(self, record: Record, lr: np.ndarray, hr: np.ndarray) -> None:
+        """Raise unless a stored LR is the HR's size divided by the scale, with the HR's channels."""
         s = self.scale
-        if record.lr is None or not self.stored_lr:
-            seed = image_seed(record.name, s) if self.noise else None
-            return self.degradation(hr, s, seed, noise=self.noise)
-        lr = read_image(record.lr)
         (h, w), (big_h, big_w) = lr.shape[:2], hr.shape[:2]
         if (h * s, w * s) != (big_h, big_w):
             raise ValueError(
-                f"LR/HR sizes do not match x{s}: LR {record.lr} is {w}x{h}, HR {record.hr} is {big_w}x{big_h} "
-                f"after modcrop; expected LR {big_w // s}x{big_h // s} (or HR {w * s}x{h * s})"
+                f"LR/HR sizes do not match x{s}: LR {record.lr_location} is {w}x{h}, HR {record.location} is "
+                f"{big_w}x{big_h} after modcrop; expected LR {big_w // s}x{big_h // s} (or HR {w * s}x{h * s})"
             )
         if lr.shape[2] != hr.shape[2]:
             raise ValueError(
-                f"LR {record.lr} has {lr.shape[2]} channel(s), HR {record.hr} has {hr.shape[2]}; expected the same"
+                f"LR {record.lr_location} has {lr.shape[2]} channel(s), HR {record.location} has {hr.shape[2]}; "
+                "expected the same"
             )
-        return lr
 
-    def _load_npy(self, record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
-        hr_key = _file_key(record.hr)
+    def _load_npy(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
+        hr_key = record.hr_key()
         degradation = self.degradation.clean_key
         if self.noise and self.degradation.noise_sigma:  # the noise is seeded by the image's name
             degradation = f"{self.degradation.cache_key}|{record.name}"
-        stored = record.lr is not None and self.stored_lr
-        lr_key = f"{hr_key}|{_file_key(record.lr) if stored else degradation}|x{self.scale}"
-        hr_path = self.cache_dir / f"{record.hr.stem}-{_digest(hr_key)}.hr.npy"
-        lr_path = self.cache_dir / f"{record.hr.stem}-{_digest(lr_key)}.lr_x{self.scale}.npy"
+        stored_key = record.lr_key() if self.stored_lr else None
+        lr_key = f"{hr_key}|{stored_key if stored_key is not None else degradation}|x{self.scale}"
+        stem = _UNSAFE.sub("_", record.name)
+        hr_path = self.cache_dir / f"{stem}-{_digest(hr_key)}.hr.npy"
+        lr_path = self.cache_dir / f"{stem}-{_digest(lr_key)}.lr_x{self.scale}.npy"
         if hr_path.is_file():
-            hr = self._hr(record.hr, np.load(hr_path, mmap_mode="r"))
+            hr = self._hr(record.location, np.load(hr_path, mmap_mode="r"))
         else:
-            full = read_image(record.hr)
-            hr = self._hr(record.hr, full)
+            full = record.read_hr()
+            hr = self._hr(record.location, full)
             _save_npy(hr_path, full)
         if lr_path.is_file():
             lr = np.load(lr_path, mmap_mode="r")
@@ -194,7 +199,7 @@ class PairStore:
 
 
 class _PairDataset(Dataset):
-    def __init__(self, records: list[ImageRecord], store: PairStore, name: str) -> None:
+    def __init__(self, records: Sequence[Record], store: PairStore, name: str) -> None:
         if not records:
             raise ValueError(f"dataset {name!r}: no images")
         self.records = list(records)
@@ -209,7 +214,7 @@ class _PairDataset(Dataset):
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             list(pool.map(self._load, self.records))
 
-    def _load(self, record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+    def _load(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
         return self.store.get(record)
 
 
@@ -238,7 +243,7 @@ class SRTrainDataset(_PairDataset):
 
     def __init__(
         self,
-        records: list[ImageRecord],
+        records: Sequence[Record],
         store: PairStore,
         patch_size: int = 48,
         augment: bool = True,
@@ -262,10 +267,10 @@ class SRTrainDataset(_PairDataset):
     def __len__(self) -> int:
         return self.length if self.length is not None else len(self.records) * self.repeat
 
-    def _load(self, record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+    def _load(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
         """The pair, checked to hold one patch (so :meth:`warm` checks every image's size too)."""
         lr, hr = self.store.get(record)
-        check_patch_fits(lr, self.patch_size, self.scale, record.hr)
+        check_patch_fits(lr, self.patch_size, self.scale, record.location)
         return lr, hr
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -282,10 +287,13 @@ class SRTrainDataset(_PairDataset):
             lr_patch = self.store.degradation.add_noise(lr_patch, seed)
         if self.augment:
             lr_patch, hr_patch = self._d4(lr_patch, hr_patch, seed)
-        return {"lr": to_tensor(to_three_channels(lr_patch)), "hr": to_tensor(to_three_channels(hr_patch))}
+        return {
+            "lr": image_to_tensor(to_three_channels(lr_patch)),
+            "hr": image_to_tensor(to_three_channels(hr_patch)),
+        }
 
 
-def check_scorable(path: Path, hr: np.ndarray, scale: int) -> None:
+def check_scorable(path: str | Path, hr: np.ndarray, scale: int) -> None:
     """Raise unless a (modcropped) HR image can be scored by the protocol at ``scale``, naming the file.
 
     Raises:
@@ -313,10 +321,10 @@ class SREvalDataset(_PairDataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _load(self, record: ImageRecord) -> tuple[np.ndarray, np.ndarray]:
+    def _load(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
         """The pair, checked to be large enough to score (so :meth:`warm` checks every image's size too)."""
         lr, hr = self.store.get(record)
-        check_scorable(record.hr, hr, self.scale)
+        check_scorable(record.location, hr, self.scale)
         return lr, hr
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -324,9 +332,9 @@ class SREvalDataset(_PairDataset):
         record = self.records[index % len(self.records)]
         lr, hr = self.store.get(record)
         return {
-            "lr": to_tensor(to_three_channels(lr)),
-            "hr": to_tensor(hr),
+            "lr": image_to_tensor(to_three_channels(lr)),
+            "hr": image_to_tensor(hr),
             "name": record.name,
-            "path": str(record.hr),
+            "path": record.location,
             "pad": pad,
         }

@@ -13,6 +13,9 @@ greyscale (Set14 ``bridge``). An alpha channel is dropped on reading; callers th
 * an EXIF orientation (phone photos) is applied, said once per file at INFO;
 * of an animated or multi-page image (GIF, APNG, TIFF) the first frame is read, said once per file
   at WARNING.
+
+:func:`image_to_tensor` and :func:`tensor_to_image` are the one conversion between these arrays and
+torch's channels-first tensors; :func:`file_key` is what caches key a file by.
 """
 
 from __future__ import annotations
@@ -25,9 +28,13 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -272,3 +279,35 @@ def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
     """Crop the bottom/right of an HWC image so that height and width are multiples of ``scale``."""
     h, w = image.shape[:2]
     return image[: h - h % scale, : w - w % scale]
+
+
+def file_key(path: str | Path) -> str:
+    """What a cache keys a file by: its resolved path, modification time (ns) and size."""
+    path = Path(path)
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_mtime_ns}|{stat.st_size}"
+
+
+def image_to_tensor(image: np.ndarray, scale_to_unit: bool = True, batch: bool = False) -> torch.Tensor:
+    """``uint8`` HWC -> CHW tensor (``[1, C, H, W]`` with ``batch``): ``float32`` in [0, 1] (levels / 255)
+    with ``scale_to_unit``, else the ``uint8`` levels.
+
+    The tensor views the image's memory, channels last in memory (its strides), copied first only when
+    the array is not C-contiguous and writable (a memory map, a crop); call ``.contiguous()`` for a
+    packed CHW tensor. The layout matters: a network on the CPU may round differently for each.
+    """
+    import torch
+
+    if image.ndim != 3:
+        raise ValueError(f"image of shape {image.shape}; expected (H, W, C)")
+    chw = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)
+    if scale_to_unit:
+        chw = chw.float() / 255
+    return chw[None] if batch else chw
+
+
+def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
+    """A float CHW tensor in [0, 1] -> ``uint8`` HWC array (clamped, scaled by 255, rounded half to even)."""
+    import torch
+
+    return (tensor.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()

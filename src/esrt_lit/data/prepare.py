@@ -531,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for row in prepare(name, args.root, args.base_url, args.keep_archives, source=args.source)
             ]
     except Exception as err:  # every failure ends as one line
-        from esrt_lit.utils.task import report_error
+        from esrt_lit.cli import report_error
 
         return report_error(err)
     for name, filename, dest, status in rows:

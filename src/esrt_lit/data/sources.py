@@ -1,14 +1,23 @@
-"""Where images come from: folder layouts as small dataclasses that a Hydra YAML list can build.
+"""Where images come from: sources as small classes that Hydra builds from a ``_target_`` mapping.
 
-A source turns into a list of :class:`ImageRecord` (an HR file and, when the layout stores one, its
-LR file) for a given scale. Configs write sources as mappings with a ``kind`` key (see :data:`KINDS`);
-Python code may pass the source objects themselves, e.g.::
+A source (:class:`Source`: a ``label`` and ``records(scale)``) turns into a list of records for a
+given scale, each an image that reads itself (:class:`Record`: its HR array, its stored LR array or
+None, and the keys the caches use); :class:`ImageRecord` is the one for image files, an HR file and,
+when the layout stores one, its LR file. Configs write sources like every other object, with
+``_target_``; Python code may pass the source objects themselves, e.g.::
 
     train:
-      - {kind: div2k, root: /data/DIV2K, split: train}
-      - {kind: folder, name: Sun80, path: /data/Sun80}
+      - {_target_: esrt_lit.data.sources.DIV2KSource, root: /data/DIV2K, split: train}
+      - {_target_: esrt_lit.data.sources.FolderSource, name: Sun80, path: /data/Sun80}
     val:
-      - {kind: benchmarks, root: /data/benchmark, names: [Set5, Set14]}
+      - {_target_: esrt_lit.data.sources.BenchmarksSource, root: /data/benchmark, names: [Set5, Set14]}
+
+A ``kind`` key is the short form of this module's sources (:data:`KINDS`: the class name without
+``Source``, lower-cased), handy on a command line: ``data.val=[{kind:benchmarks,names:[Set5]}]``.
+
+A new storage (an LMDB, a tar shard, an ``.npz``) is one source class whose records implement
+:class:`Record`, written in a YAML with its ``_target_``; the datasets, the caches and the data module
+take it as it is.
 
 Without any configuration the data module falls back to :class:`SkimageSource`: photographs that ship
 inside the scikit-image wheel (``skimage/data``), so a fresh clone trains and validates offline.
@@ -16,28 +25,35 @@ inside the scikit-image wheel (``skimage/data``), so a fresh clone trains and va
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, SCMode
 
-from esrt_lit.data.io import IMAGE_SUFFIXES, list_images
+from esrt_lit.data.io import IMAGE_SUFFIXES, file_key, list_images, read_image
+from esrt_lit.metrics.tables import paper_order
 from esrt_lit.paths import benchmark_root
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "KINDS",
-    "PAPER_ORDER",
     "SKIMAGE_TRAIN",
     "SKIMAGE_VAL",
+    "SOURCES",
     "BenchmarkSource",
     "BenchmarksSource",
     "DIV2KSource",
     "FolderSource",
     "ImageRecord",
     "PairedSource",
+    "Record",
     "SkimageSource",
     "Source",
     "build_sources",
@@ -58,18 +74,53 @@ SKIMAGE_TRAIN: tuple[str, ...] = (
 )
 #: Disjoint bundled images for validation: small (LR at most 128x128 at x4), one colour, two grey.
 SKIMAGE_VAL: tuple[str, ...] = ("chelsea.png", "camera.png", "coins.png")
-#: Column order of the paper's tables; other benchmarks follow alphabetically.
-PAPER_ORDER: tuple[str, ...] = ("Set5", "Set14", "B100", "BSD100", "Urban100", "Manga109")
 
 
-def paper_order(name: str) -> tuple[int, str]:
-    """Sort key: the paper's benchmarks in its column order, then the others by name."""
-    return (PAPER_ORDER.index(name) if name in PAPER_ORDER else len(PAPER_ORDER), name)
+@runtime_checkable
+class Record(Protocol):
+    """One image of a source, which reads itself: all that a
+    :class:`~esrt_lit.data.datasets.PairStore` needs. Records are hashable (the store's memory cache is
+    keyed by them: a frozen dataclass is) and picklable (DataLoader workers may be spawned).
+
+    ``lr_location``, ``read_lr()`` and ``lr_key()`` are None together: no stored LR, the LR is made from
+    the HR by the degradation.
+    """
+
+    @property
+    def name(self) -> str:
+        """The image's name, used in logs, per-image results and the cache's file names."""
+        ...
+
+    @property
+    def location(self) -> str:
+        """Where the HR is, as messages name it (a file path; ``shard.npz[key]``)."""
+        ...
+
+    @property
+    def lr_location(self) -> str | None:
+        """Where the stored LR is, as messages name it, or None."""
+        ...
+
+    def read_hr(self) -> np.ndarray:
+        """The HR image, ``uint8`` HWC (1 or 3 channels); errors name :attr:`location`."""
+        ...
+
+    def read_lr(self) -> np.ndarray | None:
+        """The stored LR image for the source's scale, ``uint8`` HWC, or None."""
+        ...
+
+    def hr_key(self) -> str:
+        """What the ``npy`` cache keys the HR by: it changes whenever the HR may have."""
+        ...
+
+    def lr_key(self) -> str | None:
+        """What the ``npy`` cache keys a stored LR by, or None."""
+        ...
 
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One image of a source.
+    """One image file of a source (:class:`Record`), keyed by its path, mtime and size.
 
     Attributes:
         name: the image's name (file stem), used in logs and per-image results.
@@ -81,6 +132,26 @@ class ImageRecord:
     hr: Path
     lr: Path | None = None
 
+    @property
+    def location(self) -> str:
+        return str(self.hr)
+
+    @property
+    def lr_location(self) -> str | None:
+        return None if self.lr is None else str(self.lr)
+
+    def read_hr(self) -> np.ndarray:
+        return read_image(self.hr)
+
+    def read_lr(self) -> np.ndarray | None:
+        return None if self.lr is None else read_image(self.lr)
+
+    def hr_key(self) -> str:
+        return file_key(self.hr)
+
+    def lr_key(self) -> str | None:
+        return None if self.lr is None else file_key(self.lr)
+
 
 class Source(Protocol):
     """What the datasets need from a source."""
@@ -90,7 +161,7 @@ class Source(Protocol):
         """The source's name (``val/<label>/psnr``)."""
         ...
 
-    def records(self, scale: int) -> list[ImageRecord]:
+    def records(self, scale: int) -> Sequence[Record]:
         """The source's images for ``scale``, sorted by name."""
         ...
 
@@ -132,7 +203,6 @@ class FolderSource:
     path: str
     name: str | None = None
     limit: int | None = None
-    kind: ClassVar[str] = "folder"
 
     @property
     def label(self) -> str:
@@ -159,7 +229,6 @@ class PairedSource:
     name: str | None = None
     lr_name: str = "{stem}x{scale}"
     limit: int | None = None
-    kind: ClassVar[str] = "paired"
 
     @property
     def label(self) -> str:
@@ -197,7 +266,6 @@ class DIV2KSource:
     split: str = "train"
     name: str = "DIV2K"
     limit: int | None = None
-    kind: ClassVar[str] = "div2k"
 
     @property
     def label(self) -> str:
@@ -233,7 +301,6 @@ class BenchmarkSource:
     name: str | None = None
     limit: int | None = None
     lr_dir: str | None = None
-    kind: ClassVar[str] = "benchmark"
 
     @property
     def label(self) -> str:
@@ -297,7 +364,6 @@ class BenchmarksSource:
     root: str | None = None
     names: list[str] | None = None
     limit: int | None = None
-    kind: ClassVar[str] = "benchmarks"
 
     def expand(self) -> list[BenchmarkSource]:
         """One :class:`BenchmarkSource` per benchmark folder."""
@@ -346,7 +412,6 @@ class SkimageSource:
 
     split: str = "train"
     name: str = "skimage"
-    kind: ClassVar[str] = "skimage"
 
     @property
     def label(self) -> str:
@@ -370,38 +435,96 @@ class SkimageSource:
         return records
 
 
-#: ``kind`` values of plain-mapping specs.
-KINDS: dict[str, type] = {
-    cls.kind: cls
-    for cls in (FolderSource, PairedSource, DIV2KSource, BenchmarkSource, BenchmarksSource, SkimageSource)
-}
+#: This module's sources, which a ``kind`` key names (:data:`KINDS`).
+SOURCES: tuple[type, ...] = (
+    FolderSource,
+    PairedSource,
+    DIV2KSource,
+    BenchmarkSource,
+    BenchmarksSource,
+    SkimageSource,
+)
+#: ``kind`` short forms: each of :data:`SOURCES` by its class name without ``Source``, lower-cased
+#: (``{kind: folder, path: p}`` is ``{_target_: esrt_lit.data.sources.FolderSource, path: p}``).
+KINDS: dict[str, type] = {cls.__name__.removesuffix("Source").lower(): cls for cls in SOURCES}
+#: The source class that messages give as an example of a ``_target_``.
+_EXAMPLE = f"{FolderSource.__module__}.{FolderSource.__qualname__}"
+
+
+def _is_source_class(obj: Any) -> bool:
+    """A class whose objects are sources (``records``) or expand to sources (``expand``)."""
+    return inspect.isclass(obj) and any(callable(getattr(obj, m, None)) for m in ("records", "expand"))
+
+
+def _check_keys(cls: type, keys: Iterable[str], what: str) -> None:
+    """Raise unless ``keys`` are parameters of ``cls`` and hold every required one (``what`` names the spec)."""
+    parameters = inspect.signature(cls).parameters
+    named = {n: p for n, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    accepted = ", ".join(sorted(named))
+    keys = set(keys)
+    unknown = sorted(keys - set(named))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        raise ValueError(f"{what}: unknown key(s) {', '.join(unknown)}; accepted: {accepted}")
+    missing = [n for n, p in named.items() if p.default is p.empty and n not in keys]
+    if missing:
+        raise ValueError(f"{what}: missing key(s) {', '.join(missing)}; accepted: {accepted}")
+
+
+def _instantiate(spec: dict[str, Any]) -> Any:
+    """Build a ``_target_`` spec with Hydra, once its target is known to be a source class and its keys
+    its parameters; every error is one line naming the spec."""
+    from hydra._internal.utils import _locate
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    target = spec["_target_"]
+    try:
+        cls = _locate(str(target))
+    except Exception as err:  # ImportError, ValueError: several lines naming what was tried
+        cause = str(err.__cause__ or err).strip().splitlines()[-1]
+        module, _, name = str(target).rpartition(".")
+        if module in sys.modules and not hasattr(sys.modules[module], name):
+            cause = f"{module} has no {name}"
+        raise ValueError(
+            f"source spec {spec}: _target_ {target!r} cannot be imported ({cause}); expected a source class "
+            f"such as {_EXAMPLE}"
+        ) from None
+    if not _is_source_class(cls):
+        raise ValueError(
+            f"source spec {spec}: _target_ {target!r} is not a source class (no records method); expected a "
+            f"class with a label and records(scale), such as {_EXAMPLE}"
+        )
+    _check_keys(cls, (k for k in spec if k != "_target_"), f"source spec {spec}")
+    try:
+        return instantiate(spec, _convert_="all")
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        kind = FileNotFoundError if isinstance(cause, FileNotFoundError) else ValueError
+        raise kind(f"source spec {spec}: {cause}") from err
 
 
 def _from_mapping(spec: Mapping[str, Any]) -> Any:
     spec = dict(spec)
     if "_target_" in spec:
-        raise ValueError(
-            f"source spec {spec}: sources are written with kind: ({', '.join(sorted(KINDS))}), not _target_"
-        )
+        return _instantiate(spec)
     kind = spec.pop("kind", None)
     if kind not in KINDS:
         raise ValueError(
             f"source spec {dict(spec, kind=kind)}: kind={kind!r}; expected one of {', '.join(sorted(KINDS))}"
+            " (or a _target_)"
         )
     cls = KINDS[kind]
-    accepted = {f.name for f in fields(cls)}
-    unknown = sorted(set(spec) - accepted)
-    if unknown:
-        raise ValueError(
-            f"source spec of kind {kind!r}: unknown key(s) {', '.join(unknown)}; accepted: {', '.join(sorted(accepted))}"
-        )
+    _check_keys(cls, spec, f"source spec of kind {kind!r}")
     return cls(**spec)
 
 
 def build_sources(specs: Any, unique_names: bool = True, allow_empty: bool = False) -> list[Source]:
-    """Turn a list of specs (source objects or mappings with ``kind``) into sources.
+    """Turn a list of specs (source objects, mappings with ``_target_`` or ``kind``) into sources.
 
-    ``benchmarks`` specs are expanded to one source per benchmark; a single spec is accepted too.
+    A ``_target_`` mapping is built by Hydra once its target is known to be a source class and its keys
+    the class's parameters; a ``kind`` one is its short form (:data:`KINDS`). A source with ``expand()``
+    (:class:`BenchmarksSource`) is expanded to the sources it returns (one per benchmark); a single spec
+    is accepted too.
 
     Args:
         specs: one spec or a list of specs (lists/dicts from Hydra are accepted as they come).
@@ -409,8 +532,9 @@ def build_sources(specs: Any, unique_names: bool = True, allow_empty: bool = Fal
         allow_empty: accept an empty list (no validation, say) instead of raising.
 
     Raises:
-        ValueError: an unknown kind or key, a spec of the wrong type, no spec (unless ``allow_empty``),
-            or (with ``unique_names``) two sources with one name.
+        ValueError: a ``_target_`` that is no source class, an unknown kind, an unknown or missing key, a
+            spec of the wrong type, no spec (unless ``allow_empty``), or (with ``unique_names``) two
+            sources with one name; one line naming the spec.
     """
     if isinstance(specs, (DictConfig, ListConfig)):  # structured configs become their dataclasses again
         specs = OmegaConf.to_container(specs, resolve=True, structured_config_mode=SCMode.INSTANTIATE)
@@ -421,13 +545,14 @@ def build_sources(specs: Any, unique_names: bool = True, allow_empty: bool = Fal
         if isinstance(spec, DictConfig):
             spec = OmegaConf.to_container(spec, resolve=True, structured_config_mode=SCMode.INSTANTIATE)
         source = _from_mapping(spec) if isinstance(spec, Mapping) else spec
-        if isinstance(source, BenchmarksSource):
+        if callable(getattr(source, "expand", None)):
             sources.extend(source.expand())
         elif hasattr(source, "records") and hasattr(source, "label"):
             sources.append(source)
         else:
             raise ValueError(
-                f"source spec {spec!r}: expected a mapping with 'kind' ({', '.join(sorted(KINDS))}) or a source object"
+                f"source spec {spec!r}: expected a mapping with '_target_' (a source class, such as {_EXAMPLE}) "
+                f"or 'kind' ({', '.join(sorted(KINDS))}), or a source object"
             )
     if not sources and not allow_empty:
         raise ValueError("no data source given; expected at least one source spec")

@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _report(args)
     except Exception as err:  # every failure ends as one line
-        from esrt_lit.utils.task import report_error
+        from esrt_lit.cli import report_error
 
         return report_error(err)
     return 0

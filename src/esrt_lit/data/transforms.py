@@ -1,10 +1,11 @@
-"""Paired LR/HR transforms for training: aligned random crop, D4 augmentation, tensor conversion.
+"""Paired LR/HR transforms for training: aligned random crop, D4 augmentation, grey to three channels.
 
 The training recipe of ESRT (Lu et al., arXiv 2108.11084, Sec. 4.1) takes random 48x48 LR patches
 with the matching ``48*s`` HR patches and augments them with flips and 90° rotations. The crop window
 is chosen in LR coordinates and scaled for HR, so that the pair stays aligned to the pixel; the D4
 element (one of the 8 flips/rotations/transposes) is drawn once and applied to both images through
-albumentations with its size check relaxed (LR and HR sizes differ by design).
+albumentations with its size check relaxed (LR and HR sizes differ by design). Arrays become tensors
+through :func:`esrt_lit.data.io.image_to_tensor`, the one conversion.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from pathlib import Path
 
 import albumentations as A
 import numpy as np
-import torch
 
-__all__ = ["PairedD4", "check_patch_fits", "paired_random_crop", "to_tensor", "to_three_channels"]
+__all__ = ["PairedD4", "check_patch_fits", "paired_random_crop", "to_three_channels"]
 
 
 def check_patch_fits(lr: np.ndarray, patch_size: int, scale: int, source: str | Path) -> None:
@@ -93,9 +93,3 @@ class PairedD4:
 def to_three_channels(image: np.ndarray) -> np.ndarray:
     """Repeat a grey ``(H, W, 1)`` image to ``(H, W, 3)``; colour images are returned unchanged."""
     return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """``uint8`` HWC -> ``float32`` CHW in [0, 1]."""
-    chw = image.transpose(2, 0, 1).astype(np.float32)
-    return torch.from_numpy(np.divide(chw, 255.0, out=chw))

@@ -20,7 +20,7 @@ from torchmetrics import MaxMetric, MinMetric
 from esrt_lit.metrics.psnr import PSNR, PerImageMeanMetric
 from esrt_lit.metrics.ssim import SSIM
 
-__all__ = ["METRICS", "PRIMARY", "SRMetric", "format_scores", "is_better", "score_images"]
+__all__ = ["METRICS", "PRIMARY", "SRMetric", "find_metric", "format_scores", "is_better", "score_images"]
 
 
 @dataclass(frozen=True)
@@ -57,14 +57,14 @@ class SRMetric:
         return float(self.metric._score(sr, hr, scale, True).item())
 
 
-#: The metrics of the published tables, in their column order.
-METRICS: tuple[SRMetric, ...] = (
+#: The metrics of the tables, the published ones first in their column order; a new metric is one more
+#: entry (docs/extending.md).
+METRICS: list[SRMetric] = [
     SRMetric("psnr", PSNR, higher_is_better=True, spec=".2f"),
     SRMetric("ssim", SSIM, higher_is_better=True, spec=".4f"),
-)
+]
 #: The metric that picks the best checkpoint and the best run (``val/<set>/psnr_best``).
 PRIMARY = METRICS[0]
-_BY_NAME = {m.name: m for m in METRICS}
 
 
 def score_images(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, float]:
@@ -81,6 +81,18 @@ def format_scores(scores: Mapping[str, float | None], prefix: str = "") -> str:
     return "/".join(format(v, m.spec) for v, m in zip(values, METRICS, strict=True))
 
 
+def find_metric(name: str) -> SRMetric:
+    """The metric of :data:`METRICS` called ``name``.
+
+    Raises:
+        KeyError: no such metric (naming the known ones).
+    """
+    found = next((m for m in METRICS if m.name == name), None)
+    if found is None:
+        raise KeyError(f"metric {name!r}: not one of {', '.join(m.name for m in METRICS)}")
+    return found
+
+
 def is_better(name: str, value: float, than: float | None) -> bool:
     """Whether ``value`` of metric ``name`` beats ``than`` in the metric's direction (a non-finite value
     never does; anything finite beats None or a non-finite one).
@@ -92,4 +104,4 @@ def is_better(name: str, value: float, than: float | None) -> bool:
         return False
     if than is None or not math.isfinite(than):
         return True
-    return value > than if _BY_NAME[name].higher_is_better else value < than
+    return value > than if find_metric(name).higher_is_better else value < than

@@ -277,7 +277,7 @@ class StopOnSignal(Callback):
     ``resume_dir=<run folder>`` continues from that step exactly. Only the first process writes it, without
     waiting for the others (they may have stopped already); DDP keeps their weights and optimizer states
     equal to its own. A second Ctrl+C, or a signal outside ``trainer.fit``/``trainer.test`` (setting up,
-    writing the records), raises :class:`~esrt_lit.utils.task.Interrupted` at once.
+    writing the records), raises :class:`~esrt_lit.cli.Interrupted` at once.
 
     Use it with :meth:`handling_signals` around the whole run; afterwards :attr:`signum` says whether a
     signal came, and :meth:`summary` and :meth:`message` what to record and say.
@@ -317,7 +317,7 @@ class StopOnSignal(Callback):
     @contextmanager
     def stopping(self) -> Iterator[None]:
         """Around ``trainer.fit``/``trainer.test``: the stop a recorded signal caused ends the block quietly
-        (Lightning's ``SIGTERMException``, or the :class:`~esrt_lit.utils.task.Interrupted` of a second
+        (Lightning's ``SIGTERMException``, or the :class:`~esrt_lit.cli.Interrupted` of a second
         Ctrl+C); the caller then checks :attr:`signum`.
 
         Under DDP, a process other than the first may still be waiting in a collective operation when the

@@ -16,9 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from esrt_lit.config_schema import check_schema
 from esrt_lit.errors import ConfigError
 from esrt_lit.models.bicubic import is_bicubic
-from esrt_lit.models.files import read_checkpoint
-from esrt_lit.models.loading import checkpoint_network_config, knob_differences
-from esrt_lit.utils.runs import config_changes, find_run_config
+from esrt_lit.models.checkpoint import checkpoint_network_config, knob_differences, read_checkpoint
+from esrt_lit.runs import config_changes, find_run_config
 
 __all__ = ["check_checkpoint_network", "check_config", "check_patch", "log_resume", "resolve_monitor_set"]
 

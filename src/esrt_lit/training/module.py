@@ -11,7 +11,7 @@ Validation also logs a few fixed crops as ``bicubic | network | ground truth`` i
 TensorBoard loggers).
 
 The network's constructor arguments are saved as hyper-parameters (``net``: a ``_target_`` mapping),
-so :func:`esrt_lit.models.loading.load_network` rebuilds it from a checkpoint with ``weights_only=True``.
+so :func:`esrt_lit.models.checkpoint.load_network` rebuilds it from a checkpoint with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from torchmetrics import Metric
 
 from esrt_lit.metrics import METRICS, PRIMARY
 from esrt_lit.models.bicubic import Bicubic
+from esrt_lit.training.released import OPTIMIZER as RELEASED
 
 __all__ = ["CharbonnierLoss", "SRLitModule", "compile_mode", "describe_net"]
 
@@ -42,9 +43,9 @@ log = logging.getLogger(__name__)
 BICUBIC = "bicubic_"
 #: The key of the best value of :data:`~esrt_lit.metrics.PRIMARY` per validation set (``psnr_best``).
 BEST = f"{PRIMARY.name}_best"
-#: The released recipe's optimiser (Sec. 4.1): Adam, lr 2e-4, betas (0.9, 0.999), the module's default;
-#: ``conf/optimizer/adam.yaml`` composes to the same (``tests/test_configs.py`` checks it).
-RELEASED_OPTIMIZER = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.9, 0.999))
+#: The released recipe's optimiser (:data:`esrt_lit.training.released.OPTIMIZER`: Adam, lr 2e-4, betas
+#: (0.9, 0.999)), the module's default; ``conf/optimizer/adam.yaml`` composes from the same node.
+RELEASED_OPTIMIZER = functools.partial(torch.optim.Adam, lr=RELEASED["lr"], betas=tuple(RELEASED["betas"]))
 #: ``compile`` values: ``auto``, or a :func:`torch.compile` mode (``True`` is ``"default"``).
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 #: Compiled steps after a new graph during which an out-of-memory error is taken for a failed capture:

@@ -12,7 +12,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 
 from esrt_lit.files import atomic_output
-from esrt_lit.utils.logging_utils import git_commit, hydra_overrides
+from esrt_lit.metrics.collection import PRIMARY
+from esrt_lit.training.loggers import git_commit, hydra_overrides
 
 __all__ = ["best_checkpoint", "foreign_best", "publish", "run_metrics", "scalars"]
 
@@ -65,7 +66,7 @@ def run_metrics(
     for stage in ("val", "test"):  # the test images' bicubic scores win: they cover whole sets
         for name, scores in module.bicubic_scores[stage].items():
             metrics.update({f"bicubic/{name}/{k}": v for k, v in scores.items()})
-    metrics = {k: v for k, v in metrics.items() if not k.endswith("/psnr_bicubic")}
+    metrics = {k: v for k, v in metrics.items() if not k.endswith(f"/{PRIMARY.name}_bicubic")}
     last = output_dir / "checkpoints" / "last.ckpt"
     metrics["best_ckpt"] = best_checkpoint(trainer, output_dir)
     metrics["last_ckpt"] = str(last) if last.is_file() else None

@@ -6,7 +6,7 @@ their failed jobs.
   metrics and configuration record) unless the run resumes it (``resume_dir``), and a ``resume_dir``
   that is not a run folder with a checkpoint; nothing is created or written then. Before a sweep it
   refuses a sweep folder that already holds jobs; after it, it lists the jobs that failed (their
-  ``FAILED`` files, see :func:`esrt_lit.utils.task.run_task`) and exits non-zero
+  ``FAILED`` files, see :func:`esrt_lit.cli.run_task`) and exits non-zero
   (:func:`report_failed_jobs`, also called when a signal stops the sweep).
 * A run, resumed run, sweep or sweep job holds its folder's ``.lock`` (an exclusive ``flock``, taken
   before the folder is checked, so two runs started at once into one folder cannot both pass the check)

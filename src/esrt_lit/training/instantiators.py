@@ -1,4 +1,5 @@
-"""Build callbacks and loggers from their config groups (every entry with a ``_target_``)."""
+"""Objects from the composed configuration: one node (:func:`instantiate_node`, errors naming its key), and the
+callbacks and loggers of their groups (every entry with a ``_target_``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from lightning.pytorch import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
-__all__ = ["instantiate_callbacks", "instantiate_loggers"]
+from esrt_lit.errors import ConfigError
+
+__all__ = ["instantiate_callbacks", "instantiate_loggers", "instantiate_node"]
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +47,13 @@ def instantiate_callbacks(cfg: DictConfig | None) -> list[Callback]:
 def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
     """The loggers of ``cfg.logger`` (null entries are skipped)."""
     return _instantiate_group(cfg, "logger", Logger)
+
+
+def instantiate_node(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate(cfg[key])`` (None for an empty group), errors naming ``key``."""
+    if not cfg.get(key):
+        return None
+    try:
+        return hydra.utils.instantiate(cfg[key], **kwargs)
+    except hydra.errors.InstantiationException as err:
+        raise ConfigError(f"{key}: {err.__cause__ or err}") from err

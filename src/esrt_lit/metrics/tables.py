@@ -1,4 +1,4 @@
-"""The one Markdown table writer of the commands' results (train, eval, report, bench)."""
+"""Markdown tables of the commands' results (train, eval, report, bench, demo), benchmarks in the paper's column order."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ from typing import Any
 
 from esrt_lit.metrics.collection import PRIMARY, format_scores
 
-__all__ = ["markdown_table", "score_cell", "scores_table"]
+__all__ = ["PAPER_ORDER", "markdown_table", "paper_order", "score_cell", "scores_table"]
+
+#: Column order of the paper's tables; other benchmarks follow alphabetically.
+PAPER_ORDER: tuple[str, ...] = ("Set5", "Set14", "B100", "BSD100", "Urban100", "Manga109")
+
+
+def paper_order(name: str) -> tuple[int, str]:
+    """Sort key: the paper's benchmarks in its column order, then the others by name."""
+    return (PAPER_ORDER.index(name) if name in PAPER_ORDER else len(PAPER_ORDER), name)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -31,8 +39,6 @@ def scores_table(metrics: Mapping[str, Any], stage: str = "test", model_name: st
     Reads ``{stage}/<set>/<metric>`` and ``bicubic/<set>/<metric>`` of every metric of
     :data:`~esrt_lit.metrics.METRICS`; sets in the paper's column order.
     """
-    from esrt_lit.data.sources import paper_order
-
     names = sorted(
         (k.split("/")[1] for k in metrics if k.startswith(f"{stage}/") and k.endswith(f"/{PRIMARY.name}")),
         key=paper_order,

@@ -1,4 +1,15 @@
-"""OmegaConf resolvers used by ``conf/`` (registered once, before Hydra composes a config).
+"""What ``conf/`` needs from Python, registered once before Hydra composes a config (:func:`register_configs`).
+
+Two nodes of Hydra's config store, whose values have their one home in the code:
+
+``model/esrt_released``
+    ESRT with the released network's knobs (:class:`~esrt_lit.models.config.ESRTConfig`'s defaults);
+    ``conf/model/esrt.yaml`` composes from it.
+``optimizer/adam_released``
+    the released recipe's optimiser (:data:`esrt_lit.training.released.OPTIMIZER`);
+    ``conf/optimizer/adam.yaml`` composes from it.
+
+The OmegaConf resolvers:
 
 ``${esrt.project_root:}``
     the project checkout (where ``conf/`` lives).
@@ -32,11 +43,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+from esrt_lit.models.config import NETWORK_TARGETS, ESRTConfig
 from esrt_lit.paths import PROJECT_ROOT, benchmark_root, shared_dir
+from esrt_lit.training.released import OPTIMIZER
 
-__all__ = ["register_resolvers", "wandb_key_configured", "wandb_mode"]
+__all__ = ["register_configs", "wandb_key_configured", "wandb_mode"]
 
 WANDB_MODES = ("online", "offline", "disabled", "dryrun", "run", "shared")
 
@@ -135,8 +149,13 @@ def _run_id(path: str) -> str:
     return hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:12]
 
 
-def register_resolvers() -> None:
-    """Register the ``esrt.*`` resolvers (idempotent)."""
+def register_configs() -> None:
+    """Store the released nodes and register the ``esrt.*`` resolvers (see the module docstring; idempotent)."""
+    store = ConfigStore.instance()
+    released = {k: v for k, v in ESRTConfig().as_dict().items() if k != "scale"}
+    node = {"_target_": NETWORK_TARGETS[0], "scale": "${scale}", **released}
+    store.store(group="model", name="esrt_released", node=node)
+    store.store(group="optimizer", name="adam_released", node=dict(OPTIMIZER))
     resolvers = {
         "esrt.project_root": lambda: str(PROJECT_ROOT),
         "esrt.benchmark_root": _benchmark_root,

@@ -1,10 +1,15 @@
-"""Run-level plumbing shared by the CLIs: one-line errors, the Hydra task runner, extras, the objective.
+"""The commands' runner: every ``python -m esrt_lit.<name>`` ends the same way.
+
+Hydra commands (train, eval, upscale) run their task through :func:`run_task` after
+:func:`hydra_argv`; argparse commands (report, bench, demo, export, data.prepare, data.throughput) end
+a failure with :func:`report_error`. What the console shows is filtered here too (:class:`RankZeroFilter`,
+:func:`quiet_library_noise`).
 
 Every command ends a failure the same way: one line on stderr, ``error: <what, naming the file, key
 or value, and what was expected>``, exit status 1, no traceback. ``ESRT_DEBUG=1`` (or Hydra's
 ``HYDRA_FULL_ERROR=1``) raises the exception instead, traceback included; a Hydra run also keeps the
 traceback in its log file (``<run folder>/<task>.log``). In a Hydra sweep a failing job is recorded
-(``<job folder>/FAILED``, one line) and the sweep goes on; :class:`~esrt_lit.utils.runs.RunFolders`
+(``<job folder>/FAILED``, one line) and the sweep goes on; :class:`~esrt_lit.runs.RunFolders`
 reports the failed jobs at the end and exits non-zero. A run stopped by a signal (:class:`Interrupted`)
 exits with ``128 + the signal's number`` (130 for SIGINT, 143 for SIGTERM); in a sweep it is recorded as
 a failed job too, and the sweep stops there with its failed jobs listed.
@@ -15,10 +20,11 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import sys
 import traceback
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -27,15 +33,19 @@ from omegaconf.errors import OmegaConfBaseException
 
 from esrt_lit.errors import ConfigError, Interrupted, NonFiniteLossError
 from esrt_lit.files import atomic_output
-from esrt_lit.utils.runs import FAILED_MARKER, report_failed_jobs
+from esrt_lit.runs import FAILED_MARKER, report_failed_jobs
 
 __all__ = [
+    "RankZeroFilter",
     "describe_error",
     "exit_with_error",
     "extras",
     "finish_wandb",
-    "network_spec",
+    "hydra_argv",
     "objective",
+    "process_rank",
+    "quiet_library_noise",
+    "quote_non_ascii",
     "report_error",
     "run_task",
     "show_tracebacks",
@@ -43,9 +53,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: A quoted text of an override (Hydra reads any character there).
+_QUOTED = re.compile(r"'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"")
+#: Characters of an override value that make it more than one plain text (lists, sweeps, escapes).
+_STRUCTURE = re.compile(r"[\[\]{}(),'\"\\]|\$\{")
+
 T = TypeVar("T")
 
-#: File written into a sweep job's folder when the job failed (its one-line error).
+#: Environment variables that make a failure raise with its traceback.
 DEBUG_VARIABLES = ("ESRT_DEBUG", "HYDRA_FULL_ERROR")
 
 
@@ -144,11 +159,9 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T | None:
     A failing single run exits with :func:`exit_with_error`. A failing sweep job writes its line to
     ``<job folder>/FAILED``, logs it and returns None, so that the sweep goes on (an Optuna sweep counts
     the trial as failed); an :class:`Interrupted` job writes it too, then ends the sweep with its failed
-    jobs listed (:func:`esrt_lit.utils.runs.report_failed_jobs`), since the signal was meant for the sweep.
-    The libraries' noise the user cannot act on is silenced (:func:`esrt_lit.utils.console.quiet_library_noise`).
+    jobs listed (:func:`esrt_lit.runs.report_failed_jobs`), since the signal was meant for the sweep.
+    The libraries' noise the user cannot act on is silenced (:func:`esrt_lit.cli.quiet_library_noise`).
     """
-    from esrt_lit.utils.console import quiet_library_noise
-
     quiet_library_noise()
     extras(cfg)
     try:
@@ -200,51 +213,6 @@ def extras(cfg: DictConfig) -> None:
         _print_config(cfg)
 
 
-def network_spec(cfg: DictConfig, scale: int | None = None, shipped: bool = False) -> tuple[Any, int | None]:
-    """What ``eval`` and ``upscale`` run: ``(network, its scale)`` for ``ckpt_path`` (any checkpoint the
-    one loader reads, shipped weights included; its scale must be ``scale`` when given), or
-    ``("bicubic", scale)`` for ``model=bicubic``. With neither, ``shipped`` takes the shipped weights of
-    ``scale`` (4 by default).
-
-    Raises:
-        ConfigError: both given, neither (without ``shipped``), or a ``scale`` with no shipped weights.
-        FileNotFoundError, ValueError: the loader's, naming the file.
-    """
-    from esrt_lit.models.bicubic import is_bicubic
-
-    bicubic = is_bicubic(cfg.get("model"))
-    ckpt = cfg.get("ckpt_path")
-    if ckpt:
-        if bicubic:
-            raise ConfigError(f"ckpt_path={ckpt} and model=bicubic: give one of them")
-        from esrt_lit.models.loading import load_network
-
-        try:
-            net = load_network(ckpt, scale=scale)
-        except (FileNotFoundError, ValueError) as err:  # the loader names the file; this names the key too
-            raise type(err)(f"ckpt_path={ckpt}: {str(err).removeprefix(f'{ckpt}: ')}") from None
-        return net, int(net.scale)
-    if bicubic:
-        return "bicubic", scale
-    if shipped:
-        from esrt_lit.models.loading import load_network
-        from esrt_lit.models.pretrained import PRETRAINED
-
-        scale = scale or 4
-        if f"x{scale}" not in PRETRAINED:
-            raise ConfigError(
-                f"scale={scale}: no weights ship for x{scale} (shipped: {', '.join(PRETRAINED)}); give "
-                f"ckpt_path=<an x{scale} checkpoint> (train one: python -m esrt_lit.train "
-                f"experiment=pretrained_x{scale}) or model=bicubic"
-            )
-        net = load_network(f"pretrained:x{scale}")
-        return net, int(net.scale)
-    raise ConfigError(
-        "nothing to run: give ckpt_path=<checkpoint> (a .ckpt of esrt_lit.train, released ESRT weights or a "
-        "state dict) or model=bicubic"
-    )
-
-
 def objective(metrics: Mapping[str, Any], name: str | None) -> float | None:
     """The value of ``name`` (``optimized_metric``, what a sweeper maximises) in ``metrics``, or None.
 
@@ -262,3 +230,104 @@ def objective(metrics: Mapping[str, Any], name: str | None) -> float | None:
         return None
     value = metrics[name]
     return float(value.item() if hasattr(value, "item") else value)
+
+
+def quote_non_ascii(args: Sequence[str]) -> list[str]:
+    """``args`` (a command line without the program) with each ``key=value`` whose value holds non-ASCII
+    characters outside quotes quoted (``input=фото.png`` → ``input='фото.png'``), which Hydra's override
+    parser reads only inside quotes; a value with structure (a list, a sweep, quotes, escapes) cannot be
+    quoted as a whole: the command ends with one line saying how to quote it."""
+    quoted = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if _QUOTED.sub("", arg).isascii() or arg.startswith("-"):
+            quoted.append(arg)
+        elif sep and key.isascii() and not _STRUCTURE.search(value):
+            quoted.append(f"{key}='{value}'")
+        else:
+            exit_with_error(
+                ConfigError(
+                    f"{arg}: Hydra's override syntax reads non-ASCII characters only inside quotes and in "
+                    "values, never in keys; quote each text that has them, e.g. 'input=\"фото.png\"' or "
+                    "'data.train=[{kind:folder,path:\"/data/фото\"}]' (the outer quotes are for the shell)"
+                )
+            )
+    return quoted
+
+
+def hydra_argv(prepare: Callable[[list[str]], list[str]] | None = None) -> None:
+    """Make ``sys.argv`` ready for ``hydra.main``: non-ASCII values quoted (:func:`quote_non_ascii`), then
+    ``prepare`` (train's ``resume_dir``, :func:`esrt_lit.runs.resume_arguments`); a refused command line
+    ends the command with one line."""
+    try:
+        argv = [sys.argv[0], *quote_non_ascii(sys.argv[1:])]
+        sys.argv = prepare(argv) if prepare is not None else argv
+    except ValueError as err:
+        exit_with_error(err)
+
+
+#: Lightning's info lines that say nothing about the run: a product tip, and the model summary callback
+#: the config chose (``callbacks.model_summary``) reported as a skipped default.
+LIGHTNING_NOISE = (
+    "💡 Tip: For seamless cloud",
+    "Trainer already configured with model summary callbacks",
+)
+#: The logger Lightning's ``rank_zero_info`` lines go through.
+LIGHTNING_INFO_LOGGER = "lightning.pytorch.utilities.rank_zero"
+
+
+def process_rank() -> int:
+    """This process's global rank: Lightning's ``rank_zero_only.rank`` once Lightning set it (DDP, spawned
+    processes included), else the launcher's ``RANK``/``LOCAL_RANK`` variables, else 0."""
+    module = sys.modules.get("lightning_utilities.core.rank_zero")
+    rank = getattr(getattr(module, "rank_zero_only", None), "rank", None)
+    if rank is None:
+        rank = os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))
+    return int(rank)
+
+
+class RankZeroFilter(logging.Filter):
+    """A console handler's filter: processes other than the first (DDP ranks > 0) show only warnings and
+    errors, so that each info line appears once; their log file keeps everything."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep ``record`` on rank 0, or when it is a warning or worse."""
+        return record.levelno >= logging.WARNING or process_rank() == 0
+
+
+class _DropMessages(logging.Filter):
+    """Drop the records whose message starts with one of ``prefixes``."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+def quiet_library_noise() -> None:
+    """Silence, narrowly, what the libraries print on every run that the user cannot act on.
+
+    * PyTorch's FutureWarning about ``LeafSpec``, raised by Lightning's own ``_pytree`` helper (its fix
+      is Lightning's), only from that module;
+    * Lightning's :data:`LIGHTNING_NOISE` info lines, by their first words;
+    * under DDP, the info lines of processes other than the first on Lightning's own console handlers
+      (:class:`RankZeroFilter`, as on Hydra's).
+
+    Idempotent; W&B's ``anonymous`` warning is avoided at its source instead
+    (:class:`esrt_lit.training.loggers.WandbLogger`).
+    """
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
+        module=r"lightning\.pytorch\.utilities\._pytree",
+    )
+    logger = logging.getLogger(LIGHTNING_INFO_LOGGER)
+    if not any(isinstance(f, _DropMessages) for f in logger.filters):
+        logger.addFilter(_DropMessages(LIGHTNING_NOISE))
+    for name in ("lightning.fabric", "lightning.pytorch"):  # their handlers exist once Lightning is imported
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, RankZeroFilter) for f in handler.filters):
+                handler.addFilter(RankZeroFilter())
