@@ -63,7 +63,7 @@ def upscale(cfg: DictConfig) -> list[Path]:
     net = load_network(source, scale, key="ckpt_path" if cfg.get("ckpt_path") else None)
     scale = int(net.scale)
     if source != BICUBIC:
-        log.info("weights: %s", describe_weights(source if source.startswith(PREFIX) else cfg.ckpt_path))
+        log.info("weights: %s", describe_weights(source))
     net = net.to(resolve_device(cfg.device))
     return upscale_files(
         net,
