@@ -19,8 +19,8 @@ from the HR (stored LR files are bicubic), DN's noise seeded per image so that a
 every run; its bicubic baseline is the RGB pipeline's bicubic upscaling of that degraded LR.
 
 :func:`iter_sr_pairs` is the one place where the pipeline lives; :func:`score_pair` scores what it
-yields; :func:`evaluate_folder` and :func:`run_benchmarks` build on both, and the Hydra CLI
-``python -m esrt_lit.eval`` on :func:`run_benchmarks`.
+yields; :func:`evaluate_folder` and :func:`run_benchmarks` build on both; :func:`evaluate` reads an
+``eval`` config (``conf/eval.yaml``) for the command ``python -m esrt_lit.eval``.
 """
 
 from __future__ import annotations
@@ -32,32 +32,40 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import hydra
 import numpy as np
 import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
+from esrt_lit.config_schema import check_schema
 from esrt_lit.data.datasets import PairStore, check_scorable
 from esrt_lit.data.degradations import Bicubic as BicubicDegradation
-from esrt_lit.data.degradations import Degradation
+from esrt_lit.data.degradations import Degradation, build_degradation
 from esrt_lit.data.imresize import imresize
 from esrt_lit.data.io import image_to_tensor
 from esrt_lit.data.sources import BenchmarkSource, BenchmarksSource
-from esrt_lit.inference import upscale
+from esrt_lit.errors import ConfigError
+from esrt_lit.inference import resolve_device, upscale
 from esrt_lit.metrics.collection import METRICS, format_scores, score_images
 from esrt_lit.metrics.color import quantize, rgb_to_y
 from esrt_lit.metrics.tables import PAPER_ORDER, markdown_table
-from esrt_lit.models.checkpoint import BICUBIC, load_network
-from esrt_lit.models.config import check_scale
+from esrt_lit.models.bicubic import is_bicubic
+from esrt_lit.models.checkpoint import BICUBIC, load_network, network_source
+from esrt_lit.models.config import SCALES, check_scale
+from esrt_lit.paths import benchmark_root as shared_benchmark_root
 
 __all__ = [
     "PAPER_ORDER",
     "ModelSpec",
+    "evaluate",
     "evaluate_folder",
     "find_benchmarks",
     "format_table",
     "iter_sr_pairs",
     "run_benchmarks",
     "score_pair",
+    "write_embedded_benchmark",
 ]
 
 log = logging.getLogger(__name__)
@@ -261,9 +269,7 @@ def run_benchmarks(
         FileNotFoundError / ValueError: see :func:`find_benchmarks` and :func:`evaluate_folder`.
     """
     if benchmark_root is None:
-        from esrt_lit.paths import benchmark_root as default_root
-
-        benchmark_root = default_root()
+        benchmark_root = shared_benchmark_root()
         if benchmark_root is None:
             raise FileNotFoundError("no benchmark_root given and shared/data/benchmark was not found")
     scales = _check_scales(scales)
@@ -358,3 +364,77 @@ def format_table(results: Mapping[str, Any]) -> str:
         for scale, row in per_scale.items()
     ]
     return markdown_table(["scale", *benches], rows)
+
+
+def write_embedded_benchmark(folder: Path) -> Path:
+    """Copy the embedded validation images (scikit-image's, see :mod:`esrt_lit.data.sources`) into
+    ``folder/skimage`` as PNGs, so they can be scored like a benchmark; returns ``folder``."""
+    from esrt_lit.data.io import read_image, write_image
+    from esrt_lit.data.sources import SkimageSource
+
+    for record in SkimageSource("val").records(1):
+        target = folder / "skimage" / f"{record.name}.png"
+        if not target.exists():
+            write_image(target, read_image(record.hr))
+    return folder
+
+
+def _benchmark_root(cfg: DictConfig) -> Path:
+    root = cfg.get("benchmark_root")
+    if root in (None, "auto"):
+        shared = shared_benchmark_root()
+        if shared is not None:
+            return shared
+        log.warning("no benchmark folder found: scoring the embedded validation images instead")
+        return write_embedded_benchmark(Path(cfg.paths.output_dir) / "embedded_benchmark")
+    path = Path(root)
+    if not path.is_dir():
+        raise ConfigError(f"benchmark_root={root}: folder not found")
+    return path
+
+
+def _scales(cfg: DictConfig) -> list[Any] | None:
+    value = cfg.get("scales")
+    if value is None:
+        return None
+    return list(value) if isinstance(value, (ListConfig, list, tuple)) else [value]
+
+
+def _instantiate_degradation(cfg: DictConfig) -> Degradation:
+    """The ``degradation`` group's object (:mod:`esrt_lit.data.degradations`), errors naming the key."""
+    try:
+        return build_degradation(OmegaConf.to_container(cfg.degradation, resolve=True))
+    except (ValueError, hydra.errors.InstantiationException) as err:
+        raise ConfigError(f"degradation: {err.__cause__ or err}") from err
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Score the configured model; returns :func:`run_benchmarks`' results.
+
+    Raises:
+        ConfigError: no model, conflicting options, a missing benchmark folder, scales the checkpoint
+            does not have.
+    """
+    check_schema(cfg)
+    scales = _scales(cfg)
+    source = network_source(cfg.get("ckpt_path"), is_bicubic(cfg.get("model")))
+    label = None  # bicubic's results name the procedure; a network's, its checkpoint
+    if source == BICUBIC:  # the published rows' Y-first procedure, at every scale asked
+        model, scales = source, scales if scales is not None else list(SCALES)
+    else:
+        model = load_network(source, key="ckpt_path")
+        scale = int(model.scale)
+        if scales is not None and any(s != scale for s in scales):
+            raise ConfigError(f"scales={scales}: the checkpoint {cfg.ckpt_path} holds an x{scale} network")
+        scales, label = [scale], str(cfg.ckpt_path)
+    return run_benchmarks(
+        model,
+        scales,
+        _benchmark_root(cfg),
+        names=list(cfg.names) if cfg.get("names") else None,
+        out_dir=cfg.paths.output_dir,
+        device=resolve_device(cfg.device),
+        tile=cfg.get("tile"),
+        label=label,
+        degradation=_instantiate_degradation(cfg),
+    )
