@@ -608,6 +608,34 @@ def test_out_of_memory_says_so_and_what_to_lower() -> None:
     )
 
 
+def test_every_non_hydra_command_ends_through_the_one_runner(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run_command``: the work's status (0 for None), a failure as one ``error:`` line and status 1,
+    the traceback with ``ESRT_DEBUG=1``; report, bench, demo, export, data.prepare and data.throughput
+    all end through it."""
+    import inspect
+
+    from esrt_lit import cli, demo, export, report
+    from esrt_lit.bench import cli as bench_cli
+    from esrt_lit.data import prepare, throughput
+
+    def fail() -> None:
+        raise FileNotFoundError("x.png: not found")
+
+    monkeypatch.delenv("ESRT_DEBUG", raising=False)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    assert cli.run_command(lambda: None) == 0 and cli.run_command(lambda: 3) == 3
+    assert cli.run_command(fail) == 1
+    assert capsys.readouterr().err == "error: x.png: not found\n"
+    monkeypatch.setenv("ESRT_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match="x.png"):
+        cli.run_command(fail)
+    for module in (report, bench_cli, demo, export, prepare, throughput):
+        source = inspect.getsource(module.main)
+        assert "run_command(" in source and "except" not in source, module.__name__
+
+
 def test_state_dicts_load_with_their_scale_read_off_the_tensors(ws: Path, tmp_path: Path) -> None:
     """A plain state dict (``torch.save(net.state_dict())``) used to fail with "cannot infer the scale"."""
     code, output = run_command(

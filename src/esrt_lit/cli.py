@@ -1,8 +1,8 @@
 """The commands' runner: every ``python -m esrt_lit.<name>`` ends the same way.
 
 Hydra commands (train, eval, upscale) run their task through :func:`run_task` after
-:func:`hydra_argv`; argparse commands (report, bench, demo, export, data.prepare, data.throughput) end
-a failure with :func:`report_error`. What the console shows is filtered here too (:class:`RankZeroFilter`,
+:func:`hydra_argv`; the others (report, bench, demo, export, data.prepare, data.throughput) parse their
+arguments, then run their work through :func:`run_command`. What the console shows is filtered here too (:class:`RankZeroFilter`,
 :func:`quiet_library_noise`).
 
 Every command ends a failure the same way: one line on stderr, ``error: <what, naming the file, key
@@ -47,6 +47,7 @@ __all__ = [
     "quiet_library_noise",
     "quote_non_ascii",
     "report_error",
+    "run_command",
     "run_task",
     "show_tracebacks",
 ]
@@ -136,6 +137,18 @@ def report_error(err: BaseException) -> int:
 def exit_with_error(err: BaseException) -> NoReturn:
     """End the command with :func:`report_error`'s line and status."""
     raise SystemExit(report_error(err)) from None
+
+
+def run_command(work: Callable[[], int | None], log_format: str | None = "%(message)s") -> int:
+    """Run a command's ``work`` once its arguments are parsed; returns the exit status: ``work``'s (0 for
+    None), or :func:`report_error`'s for any failure. ``log_format``: the console's INFO log lines (None
+    leaves logging as it is)."""
+    if log_format is not None:
+        logging.basicConfig(level=logging.INFO, format=log_format)
+    try:
+        return work() or 0
+    except Exception as err:  # every failure ends as one line
+        return report_error(err)
 
 
 def finish_wandb(exit_code: int = 0) -> None:

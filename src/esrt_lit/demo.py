@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from esrt_lit.cli import report_error
+from esrt_lit.cli import run_command
 from esrt_lit.data.imresize import imresize
 from esrt_lit.data.io import image_to_tensor, modcrop, read_image, write_image
 from esrt_lit.data.sources import SkimageSource
@@ -196,12 +196,11 @@ def _scores_table(results: dict[str, Path]) -> str:
 
 def main(argv: list[str] | None = None, out_root: str | Path = "demo_out") -> int:
     """CLI entry point (``python -m esrt_lit.demo [training overrides]``); returns the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+
+    def work() -> None:
         run_demo(list(sys.argv[1:] if argv is None else argv), out_root)
-    except Exception as err:  # every failure ends as one line
-        return report_error(err)
-    return 0
+
+    return run_command(work)
 
 
 def run_demo(train_args: list[str], out_root: str | Path = "demo_out") -> Path:

@@ -32,7 +32,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from esrt_lit.cli import quote_non_ascii, report_error
+from esrt_lit.cli import quote_non_ascii, run_command
 from esrt_lit.config_schema import check_schema
 from esrt_lit.errors import ConfigError
 from esrt_lit.files import atomic_output, refuse_overwriting_input
@@ -296,14 +296,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: ``python -m esrt_lit.export key=value ...``; returns the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+
+    def work() -> None:
         result = run(compose(quote_non_ascii(sys.argv[1:] if argv is None else argv)))
-    except Exception as err:  # every failure ends as one line
-        return report_error(err)
-    checks = ", ".join(f"{h}×{w}: {d:.2e}" for (h, w), d in result["verify"].items())
-    print(f"wrote {result['output']}" + (f" (onnxruntime vs PyTorch max |Δ| {checks})" if checks else ""))  # noqa: T201
-    return 0
+        checks = ", ".join(f"{h}×{w}: {d:.2e}" for (h, w), d in result["verify"].items())
+        print(f"wrote {result['output']}" + (f" (onnxruntime vs PyTorch max |Δ| {checks})" if checks else ""))  # noqa: T201
+
+    return run_command(work)
 
 
 if __name__ == "__main__":

@@ -423,22 +423,21 @@ def _log_to_wandb(columns: list[str], rows: list[list[Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: ``python -m esrt_lit.report DIR [--out DIR] [--overwrite]``; returns the exit status."""
-    from esrt_lit.cli import report_error
+    from esrt_lit.cli import run_command
 
     parser = argparse.ArgumentParser(prog="python -m esrt_lit.report", description=__doc__.splitlines()[0])
     parser.add_argument("dir", help="Hydra multirun directory or folder of W&B offline runs")
     parser.add_argument("--out", default=None, help="output folder (default: DIR)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing report files")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+
+    def work() -> None:
         paths = write_report(args.dir, args.out, args.overwrite)
-    except Exception as err:  # every failure ends as one line
-        return report_error(err)
-    print(paths["report.md"].read_text())  # noqa: T201 - the CLI's product is this table
-    for name, path in paths.items():
-        log.info("%s: %s", name, path)
-    return 0
+        print(paths["report.md"].read_text())  # noqa: T201 - the CLI's product is this table
+        for name, path in paths.items():
+            log.info("%s: %s", name, path)
+
+    return run_command(work)
 
 
 if __name__ == "__main__":

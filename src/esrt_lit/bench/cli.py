@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -54,7 +53,7 @@ from pathlib import Path
 import torch
 
 from esrt_lit.bench.sections import SECTIONS, run_bench
-from esrt_lit.cli import report_error
+from esrt_lit.cli import run_command
 from esrt_lit.errors import ConfigError
 from esrt_lit.files import atomic_output
 
@@ -158,17 +157,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--overlap {args.overlap}: expected less than --tile {args.tile}")
     if args.json is not None and args.json.exists():
         parser.error(f"--json {args.json} already exists; choose another path")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return run_command(lambda: _bench(args, sections))
+
+
+def _bench(args: argparse.Namespace, sections: list[str]) -> None:
+    """Measure, print the table (and write ``--json``).
+
+    Raises:
+        ChildProcessError: a row failed (after the table is printed), naming the failed rows.
+    """
     mode_name = "quick" if args.quick else "full" if args.full else "default"
     start = time.perf_counter()
-    try:
-        check_device(args.device)
-        check_ckpt(args.ckpt)
-        result = run_bench(
-            mode_name, args.tile, args.overlap, args.threads, args.ckpt, args.timeout, args.device, sections
-        )
-    except Exception as err:  # every failure ends as one line
-        return report_error(err)
+    check_device(args.device)
+    check_ckpt(args.ckpt)
+    result = run_bench(
+        mode_name, args.tile, args.overlap, args.threads, args.ckpt, args.timeout, args.device, sections
+    )
     result["context"]["wall_s"] = time.perf_counter() - start
     ctx = result["context"]
     print(result["table"])  # noqa: T201
@@ -184,9 +188,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = "; ".join(
             f"{r['what']}, {r['path']}" + (f", x{r['scale']}" if r["scale"] else "") for r in failed
         )
-        return report_error(
-            ChildProcessError(
-                f"{len(failed)} of {len(result['rows'])} rows failed (the table says why): {names}"
-            )
+        raise ChildProcessError(
+            f"{len(failed)} of {len(result['rows'])} rows failed (the table says why): {names}"
         )
-    return 0

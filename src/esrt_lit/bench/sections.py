@@ -19,6 +19,7 @@ from esrt_lit.bench.measure import Runner
 from esrt_lit.bench.table import Row, fill, format_table, ratios
 from esrt_lit.bench.training import training_rows
 from esrt_lit.bench.workers import UHD_LR, photo_pair
+from esrt_lit.data.io import image_to_tensor
 from esrt_lit.metrics.functional import psnr
 from esrt_lit.models.streaming import DEFAULT_ROWS
 from esrt_lit.profiling import count_macs
@@ -262,8 +263,5 @@ def _context(threads: int | None) -> dict[str, Any]:
 def _rgb_psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR of two ``uint8`` ``H×W×3`` images on R, G, B (peak 255, no border cropped), by the project's
     metric (:func:`esrt_lit.metrics.functional.psnr`); ``inf`` where they are identical."""
-
-    def batch(image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-
-    return float(psnr(batch(a), batch(b), crop_border=0, test_y_channel=False)[0])
+    sr, hr = (image_to_tensor(x, scale_to_unit=False, batch=True).contiguous() for x in (a, b))
+    return float(psnr(sr, hr, crop_border=0, test_y_channel=False)[0])

@@ -38,6 +38,7 @@ import torch
 from kornia.filters import filter2d, get_gaussian_kernel2d
 
 from esrt_lit.data.imresize import imresize
+from esrt_lit.data.io import image_to_tensor
 
 __all__ = ["Bicubic", "BicubicNoise", "BlurDown", "Degradation", "build_degradation", "image_seed"]
 
@@ -58,8 +59,7 @@ def _round_uint8(x: torch.Tensor) -> torch.Tensor:
 def _to_chw(image: np.ndarray, name: str) -> torch.Tensor:
     if image.dtype != np.uint8 or image.ndim != 3:
         raise TypeError(f"{name}: numpy image {image.dtype} {image.shape}; expected uint8 (H, W, C)")
-    chw = np.ascontiguousarray(image.transpose(2, 0, 1))
-    return torch.from_numpy(chw if chw.flags.writeable else chw.copy())  # memory-mapped caches are read-only
+    return image_to_tensor(image, scale_to_unit=False).contiguous()
 
 
 def _to_hwc(image: torch.Tensor) -> np.ndarray:

@@ -522,21 +522,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown dataset(s) {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
     if args.source is not None and len(args.names) != 1:
         parser.error(f"--from installs one dataset; got {len(args.names)}: {', '.join(args.names)}")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    rows = []
-    try:
-        for name in args.names:
-            rows += [
-                (name, *row)
-                for row in prepare(name, args.root, args.base_url, args.keep_archives, source=args.source)
-            ]
-    except Exception as err:  # every failure ends as one line
-        from esrt_lit.cli import report_error
+    from esrt_lit.cli import run_command
 
-        return report_error(err)
-    for name, filename, dest, status in rows:
-        print(f"{name:10s} {filename:34s} {status:28s} {dest}")  # noqa: T201
-    return 0
+    def work() -> None:
+        rows = [
+            (name, *row)
+            for name in args.names
+            for row in prepare(name, args.root, args.base_url, args.keep_archives, source=args.source)
+        ]
+        for name, filename, dest, status in rows:
+            print(f"{name:10s} {filename:34s} {status:28s} {dest}")  # noqa: T201
+
+    return run_command(work, log_format="%(levelname)s %(message)s")
 
 
 if __name__ == "__main__":

@@ -76,13 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.torch_threads is not None:
         torch.set_num_threads(args.torch_threads)
-    try:
-        _report(args)
-    except Exception as err:  # every failure ends as one line
-        from esrt_lit.cli import report_error
+    from esrt_lit.cli import run_command
 
-        return report_error(err)
-    return 0
+    return run_command(lambda: _report(args), log_format=None)
 
 
 def _report(args: argparse.Namespace) -> None:
