@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import esrt_lit.data.imresize
-from esrt_lit.data.imresize import imresize
+from esrt_lit.data.imresize import check_factor, imresize, round_uint8
 from esrt_lit.models.bicubic import Bicubic
 
 SCALES = [2, 3, 4, 1 / 2, 1 / 3, 1 / 4]
@@ -227,3 +227,18 @@ def test_invalid_arguments_are_reported():
         imresize(torch.zeros(4, 4, dtype=torch.int64), 2)
     with pytest.raises(TypeError, match="list"):
         imresize([[0, 1]], 2)  # type: ignore[call-overload]
+
+
+def test_round_uint8_is_matlabs_conversion_for_arrays_and_tensors() -> None:
+    """Saturate to 0..255, round half away from zero; numpy and torch give the same levels."""
+    values = np.array([-3.0, 0.49, 0.5, 1.5, 2.5, 254.5, 254.49, 300.0])
+    expected = np.array([0, 0, 1, 2, 3, 255, 254, 255], dtype=np.uint8)
+    np.testing.assert_array_equal(round_uint8(values), expected)
+    np.testing.assert_array_equal(round_uint8(torch.from_numpy(values)).numpy(), expected)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.5, True, "2", None])
+def test_check_factor_names_the_key_and_what_is_expected(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"^data\.scale=.*; expected a positive integer$"):
+        check_factor(bad, "data.scale")
+    assert check_factor(3.0) == 3 and check_factor(np.int64(2)) == 2

@@ -35,7 +35,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from esrt_lit.cli import run_command
-from esrt_lit.data.imresize import imresize
+from esrt_lit.data.imresize import imresize, round_uint8
 from esrt_lit.data.io import image_to_tensor, modcrop, read_image, write_image
 from esrt_lit.data.sources import SkimageSource
 from esrt_lit.files import atomic_output
@@ -235,7 +235,7 @@ def run_demo(train_args: list[str], out_root: str | Path = "demo_out") -> Path:
         _run("esrt_lit.upscale", f"input={out / 'lr'}", f"output={out / name}", *args,
              f"hydra.run.dir={out / ('upscale_' + name)}")  # fmt: skip
     sr, shipped = (read_image(out / name / f"{IMAGE}.png") for name in ("upscaled", "upscaled_shipped"))
-    bicubic = np.clip(np.floor(imresize(lr.astype(np.float64), SCALE) + 0.5), 0, 255).astype(np.uint8)
+    bicubic = round_uint8(imresize(lr.astype(np.float64), SCALE))
     steps = json.loads((out / "train" / "metrics.json").read_text()).get("global_step")
     outputs = [
         (f"ESRT, shipped x{SCALE} weights", shipped),

@@ -42,7 +42,7 @@ from esrt_lit.config_schema import check_schema
 from esrt_lit.data.datasets import PairStore, check_scorable
 from esrt_lit.data.degradations import Bicubic as BicubicDegradation
 from esrt_lit.data.degradations import Degradation, build_degradation
-from esrt_lit.data.imresize import imresize
+from esrt_lit.data.imresize import check_factor, imresize, round_uint8
 from esrt_lit.data.io import image_to_tensor
 from esrt_lit.data.sources import BenchmarkSource, BenchmarksSource
 from esrt_lit.errors import ConfigError
@@ -97,7 +97,7 @@ def _y_first_bicubic(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray
     """The published bicubic rows' procedure on a modcropped ``uint8`` HR: ``(sr_y, hr_y)`` as ``uint8 [H, W, 1]``."""
     hr_y = hr if hr.shape[2] == 1 else rgb_to_y(hr)
     up = imresize(imresize(hr_y.astype(np.float64), 1 / scale), scale)
-    sr_y = np.floor(np.clip(up, 0, 255) + 0.5).astype(np.uint8)
+    sr_y = round_uint8(up)
     return sr_y, hr_y
 
 
@@ -145,9 +145,7 @@ def iter_sr_pairs(
         ValueError: an image is unreadable or too small, or a network's output or a stored LR has the
             wrong size (the messages name the files).
     """
-    if isinstance(scale, bool) or int(scale) != scale or scale < 1:
-        raise ValueError(f"scale={scale!r}; expected a positive integer")
-    scale = int(scale)
+    scale = check_factor(scale)
     source = BenchmarkSource(str(hr_dir), lr_dir=str(lr_dir) if lr_dir is not None else None)
     records = source.records(scale)
     degradation = degradation if degradation is not None else BicubicDegradation()

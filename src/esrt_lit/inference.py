@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from esrt_lit.data.imresize import imresize
+from esrt_lit.data.imresize import imresize, round_uint8
 from esrt_lit.data.io import (
     IMAGE_SUFFIXES,
     image_to_tensor,
@@ -407,8 +407,7 @@ def upscale_image(
         how = {"tile": tile, "overlap": overlap}
     out = upscale(net, np.ascontiguousarray(colour), scale=scale, **how)
     if image.shape[2] == 4:
-        alpha = imresize(image[:, :, 3:].astype(np.float64), scale)
-        alpha = np.clip(np.floor(alpha + 0.5), 0, 255).astype(np.uint8)
+        alpha = round_uint8(imresize(image[:, :, 3:].astype(np.float64), scale))
         out = np.concatenate([out, alpha], axis=2)
     return out
 

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from esrt_lit.data.datasets import CacheMode, PairStore, SREvalDataset, SRTrainDataset
 from esrt_lit.data.degradations import build_degradation
+from esrt_lit.data.imresize import check_factor
 from esrt_lit.data.sampling import ResumableDataLoader
 from esrt_lit.data.sources import Record, SkimageSource, Source, build_sources
 
@@ -126,8 +127,7 @@ class SRDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # stored in checkpoints (scale, sources) for evaluation
-        if int(scale) != scale or scale < 1:
-            raise ValueError(f"scale={scale}; expected a positive integer SR factor")
+        check_factor(scale)
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}; expected a positive integer")
         if iters_per_epoch is not None and iters_per_epoch < 1:

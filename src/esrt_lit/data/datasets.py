@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from esrt_lit.data.degradations import Bicubic, Degradation, image_seed
+from esrt_lit.data.imresize import check_factor
 from esrt_lit.data.io import file_key, image_to_tensor, modcrop
 from esrt_lit.data.sources import Record
 from esrt_lit.data.transforms import PairedD4, check_patch_fits, paired_random_crop, to_three_channels
@@ -100,9 +101,7 @@ class PairStore:
     ) -> None:
         if cache not in CACHE_MODES:
             raise ValueError(f"cache={cache!r}; expected one of {', '.join(CACHE_MODES)}")
-        if int(scale) != scale or scale < 1:
-            raise ValueError(f"scale={scale}; expected a positive integer")
-        self.scale = int(scale)
+        self.scale = check_factor(scale)
         self.cache = cache
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         self.degradation = degradation if degradation is not None else Bicubic()

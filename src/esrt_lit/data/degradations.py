@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from kornia.filters import filter2d, get_gaussian_kernel2d
 
-from esrt_lit.data.imresize import imresize
+from esrt_lit.data.imresize import check_factor, imresize, round_uint8
 from esrt_lit.data.io import image_to_tensor
 
 __all__ = ["Bicubic", "BicubicNoise", "BlurDown", "Degradation", "build_degradation", "image_seed"]
@@ -51,11 +51,6 @@ def image_seed(name: str, scale: int) -> int:
     return zlib.crc32(f"{name}|x{int(scale)}".encode())
 
 
-def _round_uint8(x: torch.Tensor) -> torch.Tensor:
-    """MATLAB's conversion to ``uint8``: saturate to 0..255, round half away from zero."""
-    return torch.floor(x.clamp(0, 255) + 0.5).to(torch.uint8)
-
-
 def _to_chw(image: np.ndarray, name: str) -> torch.Tensor:
     if image.dtype != np.uint8 or image.ndim != 3:
         raise TypeError(f"{name}: numpy image {image.dtype} {image.shape}; expected uint8 (H, W, C)")
@@ -67,12 +62,11 @@ def _to_hwc(image: torch.Tensor) -> np.ndarray:
 
 
 def _check_scale(scale: int, shape: Sequence[int]) -> int:
-    if isinstance(scale, bool) or int(scale) != scale or scale < 1:
-        raise ValueError(f"scale={scale!r}; expected a positive integer")
+    scale = check_factor(scale)
     h, w = shape[-2:]
     if h % scale or w % scale:
         raise ValueError(f"HR of {w}x{h} pixels is not a multiple of scale={scale}; modcrop it first")
-    return int(scale)
+    return scale
 
 
 class Degradation:
@@ -126,7 +120,7 @@ class Degradation:
                 ]
             ).reshape(lr.shape)
             noise = noise.to(lr.device)
-        return _round_uint8(lr.to(torch.float32) + self.noise_sigma * noise)
+        return round_uint8(lr.to(torch.float32) + self.noise_sigma * noise)
 
     def __call__(
         self, hr: Image, scale: int, seeds: int | Sequence[int] | None = None, noise: bool = True
@@ -144,7 +138,7 @@ class Degradation:
             return self.add_noise(lr, seeds) if noise else lr
         if not hr.is_floating_point():
             raise TypeError(f"{self.name}: tensor dtype {hr.dtype}; expected uint8 or a float in [0, 1]")
-        lr = self(_round_uint8(hr.to(torch.float64) * 255), scale, seeds, noise)
+        lr = self(round_uint8(hr.to(torch.float64) * 255), scale, seeds, noise)
         return (lr.to(torch.float32) / 255).to(hr.dtype)
 
     def __repr__(self) -> str:
@@ -225,7 +219,7 @@ class BlurDown(Degradation):
         """Blur in float64 (``uint8`` rounding matches MATLAB to the last level), round, subsample. kornia
         pads an even kernel ``k/2 - 1`` before and ``k/2`` after, ``imfilter``'s centre."""
         batch = hr.reshape(-1, *hr.shape[-3:]).to(torch.float64)
-        blurred = _round_uint8(filter2d(batch, self.kernel(scale, hr.device), border_type="replicate"))
+        blurred = round_uint8(filter2d(batch, self.kernel(scale, hr.device), border_type="replicate"))
         first = scale // 2 - 1 if scale % 2 == 0 else scale // 2
         lr = blurred[..., first::scale, first::scale]
         return lr.reshape(*hr.shape[:-2], *lr.shape[-2:])

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 import torch
 
-__all__ = ["imresize", "output_size"]
+__all__ = ["check_factor", "imresize", "output_size", "round_uint8"]
 
 _KERNEL_WIDTH = 4.0
 
@@ -113,8 +113,32 @@ def output_size(
     return (out_h, out_w), (out_h / h, out_w / w)
 
 
-def _round_uint8(x: torch.Tensor) -> torch.Tensor:
+def check_factor(value: Any, key: str = "scale") -> int:
+    """``value`` as an integer resize factor (any positive integer; ESRT's own are
+    :data:`esrt_lit.models.config.SCALES`).
+
+    Raises:
+        ValueError: not a positive integer, naming ``key``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{key}={value!r}; expected a positive integer")
+    if int(value) != value or value < 1:
+        raise ValueError(f"{key}={value!r}; expected a positive integer")
+    return int(value)
+
+
+@overload
+def round_uint8(x: torch.Tensor) -> torch.Tensor: ...
+
+
+@overload
+def round_uint8(x: np.ndarray) -> np.ndarray: ...
+
+
+def round_uint8(x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
     """MATLAB's double-to-uint8 conversion: saturate to 0..255, round half away from zero."""
+    if isinstance(x, np.ndarray):
+        return np.floor(np.clip(x, 0, 255) + 0.5).astype(np.uint8)
     return torch.floor(x.clamp(0, 255) + 0.5).to(torch.uint8)
 
 
@@ -158,7 +182,7 @@ def _imresize_torch(
         weights, indices = _contributions(in_len, out_len, axis_scale, antialiasing)
         out = _resize_axis(out.to(work_dtype), axis, weights, indices)
         if is_uint8:
-            out = _round_uint8(out)  # imresizemex returns the input's class after every pass
+            out = round_uint8(out)  # imresizemex returns the input's class after every pass
     return out if is_uint8 else out.to(x.dtype)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from esrt_lit.data.imresize import imresize
+from esrt_lit.data.imresize import check_factor, imresize
 
 __all__ = ["Bicubic", "is_bicubic"]
 
@@ -30,9 +30,7 @@ class Bicubic(nn.Module):
 
     def __init__(self, scale: int) -> None:
         super().__init__()
-        if int(scale) != scale or scale < 1:
-            raise ValueError(f"Bicubic: scale={scale!r}; expected a positive integer")
-        self.scale = int(scale)
+        self.scale = check_factor(scale, "Bicubic: scale")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, h, w]`` float in [0, 1] → ``[B, C, h·s, w·s]``, same dtype and device, not clamped."""
