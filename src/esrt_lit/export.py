@@ -35,7 +35,7 @@ from torch import nn
 from esrt_lit.cli import quote_non_ascii, run_command
 from esrt_lit.config_schema import check_schema
 from esrt_lit.errors import ConfigError
-from esrt_lit.files import atomic_output, refuse_overwriting_input
+from esrt_lit.files import atomic_output, refuse_overwriting_input, sha256
 from esrt_lit.models.checkpoint import load_network
 from esrt_lit.models.config import check_scale
 from esrt_lit.models.esrt import ESRT
@@ -156,8 +156,6 @@ def export_pretrained(
         FileExistsError: an output exists and ``overwrite`` is False.
         ValueError: an output is the checkpoint or its run's ``metrics.json`` (even with ``overwrite``).
     """
-    import hashlib
-
     from esrt_lit.evaluation import run_benchmarks
     from esrt_lit.metrics.collection import METRICS
     from esrt_lit.training.checkpoint_io import atomic_torch_save
@@ -180,7 +178,7 @@ def export_pretrained(
     record = {
         "name": f"x{scale}",
         "file": output.name,
-        "sha256": hashlib.sha256(output.read_bytes()).hexdigest(),
+        "sha256": sha256(output),
         "config": dict(net.config),
         "scores": {n: {m.name: scores[n][m.name] for m in METRICS} for n in names},
         "bicubic": {n: {m.name: bicubic[n][m.name] for m in METRICS} for n in names},

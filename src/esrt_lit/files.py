@@ -1,4 +1,5 @@
-"""Writing a user's files safely: the project's one atomic write and its output-is-not-an-input check.
+"""Writing a user's files safely: the project's one atomic write and its output-is-not-an-input check;
+a file's SHA-256 (:func:`sha256`, for shipped weights, exports and downloaded datasets).
 
 Every command that writes a file the user keeps (checkpoints, images, ONNX models, ``metrics.json``,
 LR caches, manifests) writes it through :func:`atomic_output`: the content goes to a hidden sibling,
@@ -10,12 +11,15 @@ with ``overwrite=true``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_output", "refuse_overwriting_input", "same_file"]
+__all__ = ["atomic_output", "refuse_overwriting_input", "same_file", "sha256"]
+
+_CHUNK = 1 << 20
 
 
 @contextmanager
@@ -58,3 +62,12 @@ def refuse_overwriting_input(output: str | Path, inputs: Iterable[str | Path], k
                 f"{key}={output} is the input {source}; a command never replaces its own input "
                 "(even with overwrite=true): choose another output path"
             )
+
+
+def sha256(path: str | Path) -> str:
+    """The hex SHA-256 of the file at ``path``, read in 1 MiB chunks (archives may not fit in memory)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -50,6 +50,7 @@ __all__ = [
     "count_macs",
     "measure_latency",
     "run_isolated",
+    "synchronize",
 ]
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,9 @@ def count_macs(model: nn.Module, lr_hw: Sequence[int], batch: int = 1) -> dict[s
     return {"exact": counter.get_total_flops() // 2, "paper": paper}
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (a CUDA device's; nothing to wait for elsewhere), so a clock or
+    a memory reading sees it done."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -151,10 +154,10 @@ def measure_latency(model: nn.Module, x: torch.Tensor, repeats: int = 3, warmup:
     times = []
     with torch.inference_mode():
         for i in range(warmup + repeats):
-            _sync(x.device)
+            synchronize(x.device)
             start = time.perf_counter()
             model(x)
-            _sync(x.device)
+            synchronize(x.device)
             if i >= warmup:
                 times.append((time.perf_counter() - start) * 1000)
     return sorted(times)[len(times) // 2]
@@ -184,7 +187,7 @@ class PeakMemory:
         gc.collect()  # garbage freed inside the block would lower the level the peak is measured from
         if self.device.type == "cuda":
             self.method = "cuda"
-            torch.cuda.synchronize(self.device)
+            synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
             return self
@@ -199,7 +202,7 @@ class PeakMemory:
 
     def __exit__(self, *exc: object) -> None:
         if self.method == "cuda":
-            torch.cuda.synchronize(self.device)
+            synchronize(self.device)
             peak = torch.cuda.max_memory_allocated(self.device)
         elif self.method == "vmhwm":
             peak = _status_kib("VmHWM") * 1024

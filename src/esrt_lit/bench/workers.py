@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from esrt_lit.profiling import PeakMemory
+from esrt_lit.profiling import PeakMemory, synchronize
 
 __all__ = [
     "TRAIN_BATCH",
@@ -75,8 +75,7 @@ def infer_worker(
         for i in range(warmup + repeats):
             start = time.perf_counter()
             upscale(net, x, tile=tile, overlap=overlap, amp=amp, stream_rows=stream_rows)
-            if x.device.type == "cuda":
-                torch.cuda.synchronize(x.device)
+            synchronize(x.device)
             if i >= warmup:
                 times.append(time.perf_counter() - start)
     return {"seconds": min(times), "peak_bytes": mem.peak_bytes}
@@ -131,10 +130,6 @@ def train_worker(
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, fused=fused)
     cuda = lr.device.type == "cuda"
 
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize(lr.device)
-
     def step() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
         if compile is not None:
@@ -153,11 +148,11 @@ def train_worker(
         if cuda:
             for _ in range(3):
                 step()
-            sync()
+            synchronize(lr.device)
             start = time.perf_counter()
             for _ in range(steps):
                 step()
-            sync()
+            synchronize(lr.device)
             times.append((time.perf_counter() - start) / steps)
         else:
             for _ in range(steps):

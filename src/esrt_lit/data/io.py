@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from esrt_lit.files import atomic_output
+
 if TYPE_CHECKING:
     import torch
 
@@ -237,7 +239,7 @@ def _bits_per_sample(img: Image.Image) -> int:
 
 
 def write_image(path: str | Path, image: np.ndarray, overwrite: bool = False) -> Path:
-    """Encode a ``uint8`` HWC image (1, 3 or 4 channels), atomically (a temporary sibling, then a rename);
+    """Encode a ``uint8`` HWC image (1, 3 or 4 channels), atomically (:func:`esrt_lit.files.atomic_output`);
     refuses to replace a file unless ``overwrite``."""
     path = Path(path)
     if path.exists() and not overwrite:
@@ -246,13 +248,8 @@ def write_image(path: str | Path, image: np.ndarray, overwrite: bool = False) ->
         raise ValueError(
             f"{path}: expected a uint8 HWC image with 1, 3 or 4 channels, got {image.dtype} {image.shape}"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")  # an interrupted write leaves no half file
-    try:
+    with atomic_output(path) as tmp:  # an interrupted write leaves no half file
         Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

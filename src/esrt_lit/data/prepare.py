@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import logging
 import os
@@ -50,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from esrt_lit.data.file_checksums import SUN80_SHA256
-from esrt_lit.files import atomic_output
+from esrt_lit.files import atomic_output, sha256
 from esrt_lit.paths import PROJECT_ROOT
 
 __all__ = [
@@ -150,14 +149,6 @@ REGISTRY: dict[str, DatasetEntry] = {
 
 class ChecksumError(RuntimeError):
     """A downloaded archive does not have the expected SHA-256."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _load_manifest(path: Path) -> dict[str, dict[str, str]]:
@@ -261,7 +252,7 @@ def _copy_verified(content: Path, target: Path, files: Mapping[str, str], origin
             missing.append(name)
             continue
         shutil.copyfile(content / name, target / name)
-        if _sha256(target / name) != expected:
+        if sha256(target / name) != expected:
             differ.append(name)
     if missing or differ:
         problems = [f"missing {_names(missing)}"] if missing else []
@@ -356,7 +347,7 @@ def _fetch_archive(
     if not local.is_file():
         _download(url, part, timeout)
         os.replace(part, local)
-    digest = _sha256(local)
+    digest = sha256(local)
     manifest = _load_manifest(manifest_path)
     recorded = manifest.get(archive.filename, {}).get("sha256")
     expected = archive.sha256 or recorded

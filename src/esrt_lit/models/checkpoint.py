@@ -30,7 +30,6 @@ Weights holding NaN or infinity are refused, naming the first such tensor.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -45,6 +44,7 @@ import torch
 from torch import nn
 
 from esrt_lit.errors import CheckpointError, ConfigError
+from esrt_lit.files import sha256
 from esrt_lit.models.bicubic import Bicubic
 from esrt_lit.models.config import ESRTConfig
 from esrt_lit.models.esrt import ESRT
@@ -182,7 +182,7 @@ def pretrained_path(name: str) -> Path:
         raise CheckpointError(
             f"{PREFIX}{name.removeprefix(PREFIX)}: {path} is missing from the installed package"
         )
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256(path)
     if digest != entry.sha256:
         raise CheckpointError(
             f"{path}: SHA-256 {digest} is not the shipped {entry.sha256}; the file was changed or damaged "

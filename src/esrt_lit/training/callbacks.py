@@ -22,6 +22,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from esrt_lit.errors import Interrupted, NonFiniteLossError
+from esrt_lit.profiling import synchronize
 
 __all__ = ["LearningRateMonitor", "NonFiniteLossGuard", "StopOnSignal", "TrainingSpeed"]
 
@@ -35,11 +36,6 @@ def _last_good_checkpoint(trainer: Trainer) -> str | None:
             paths += [cb.last_model_path, cb.best_model_path]
     existing = [Path(p) for p in paths if p and Path(p).is_file()]
     return str(max(existing, key=lambda p: p.stat().st_mtime)) if existing else None
-
-
-def _sync(trainer: Trainer) -> None:
-    if trainer.strategy.root_device.type == "cuda":
-        torch.cuda.synchronize(trainer.strategy.root_device)
 
 
 class NonFiniteLossGuard(Callback):
@@ -217,7 +213,7 @@ class TrainingSpeed(Callback):
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, *args: Any
     ) -> None:
         if self._first_start is None:
-            _sync(trainer)
+            synchronize(trainer.strategy.root_device)
             self._first_start = time.perf_counter()
             lr = batch["lr"] if isinstance(batch, dict) else batch[0]
             self.samples_per_step = len(lr) * trainer.world_size
@@ -225,22 +221,22 @@ class TrainingSpeed(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         step = trainer.global_step
         if self.first_step_s is None and self._first_start is not None:
-            _sync(trainer)
+            synchronize(trainer.strategy.root_device)
             now = time.perf_counter()
             self.first_step_s = now - self._first_start
             self._clock = (step, now)  # the fallback: from the second step on
         elif self._clock is not None and self._clock[0] < self._from_step <= step:
-            _sync(trainer)
+            synchronize(trainer.strategy.root_device)
             self._clock, self._val_in_window = (step, time.perf_counter()), 0.0
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.state.fn == "fit":
-            _sync(trainer)
+            synchronize(trainer.strategy.root_device)
             self._val_start = time.perf_counter()
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._val_start is not None:
-            _sync(trainer)
+            synchronize(trainer.strategy.root_device)
             elapsed = time.perf_counter() - self._val_start
             self.val_s += elapsed
             self._val_in_window += elapsed if self._clock is not None else 0.0
@@ -251,7 +247,7 @@ class TrainingSpeed(Callback):
         if self.first_step_s is not None:
             metrics["speed/first_step_s"] = self.first_step_s
         if self._clock is not None and trainer.global_step > self._clock[0]:
-            _sync(trainer)
+            synchronize(trainer.strategy.root_device)
             start_step, start = self._clock
             seconds = time.perf_counter() - start - self._val_in_window
             rate = (trainer.global_step - start_step) / seconds
