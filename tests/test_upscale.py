@@ -177,8 +177,8 @@ def test_the_shipped_weights_are_named(
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
+    from esrt_lit.inference import upscale_from_config as upscale_command
     from esrt_lit.paths import CONF_DIR
-    from esrt_lit.upscale import upscale as upscale_command
 
     overrides = [f"input={images / 'rgb.png'}", f"output={tmp_path / 'out'}", "scale=2", "device=cpu"]
     with initialize_config_dir(CONF_DIR, version_base="1.3"):

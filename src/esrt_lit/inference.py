@@ -14,7 +14,7 @@ gives the whole-image output itself in bounded memory
 (:func:`esrt_lit.models.streaming.forward_streamed`); it costs the whole-image time, which grows
 with the square of the image's pixel count (attention), where tiles cost time linear in it.
 
-:func:`upscale_files` does it for image files (``python -m esrt_lit.upscale``): grey stays grey, an
+:func:`upscale_files` does it for image files (:func:`upscale_from_config` for ``python -m esrt_lit.upscale``): grey stays grey, an
 alpha channel is upscaled with MATLAB bicubic beside the network's colour, and before anything is
 written every input is decoded and checked (readable, 8-bit, large enough for the network) and every
 target: no existing file is replaced unless asked, the inputs' folder is never the output folder,
@@ -30,7 +30,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ from esrt_lit.data.io import (
 )
 from esrt_lit.errors import ConfigError
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -61,8 +64,12 @@ __all__ = [
     "tile_starts",
     "upscale",
     "upscale_files",
+    "upscale_from_config",
     "upscale_image",
 ]
+
+#: The scale of ``model=bicubic`` in :func:`upscale_from_config` when none is given.
+BICUBIC_UPSCALE = 4
 
 Image = TypeVar("Image", torch.Tensor, np.ndarray)
 
@@ -516,3 +523,45 @@ def upscale_files(
             (now - started) / index * (len(files) - index),
         )
     return written
+
+
+def upscale_from_config(cfg: DictConfig) -> list[Path]:
+    """Upscale what an ``upscale`` config (``conf/upscale.yaml``) names, with the network it names (the
+    weights shipped for ``scale`` when no ``ckpt_path``); returns the written files.
+
+    Raises:
+        ConfigError: ``input``/``output`` missing, conflicting or unknown options.
+    """
+    from omegaconf import OmegaConf
+
+    from esrt_lit.config_schema import check_schema
+    from esrt_lit.models.bicubic import is_bicubic
+    from esrt_lit.models.checkpoint import BICUBIC, describe_weights, load_network, network_source
+    from esrt_lit.models.config import check_scale
+
+    check_schema(cfg)
+    missing = [key for key in ("input", "output") if OmegaConf.is_missing(cfg, key)]
+    if missing:
+        raise ConfigError(
+            f"{' and '.join(missing)} required: give input=<an image or a folder of images> output=<a folder>"
+        )
+    scale = check_scale(cfg.scale) if cfg.get("scale") is not None else None
+    # no checkpoint: the weights shipped for the scale
+    source = network_source(cfg.get("ckpt_path"), is_bicubic(cfg.get("model")), scale, shipped=True)
+    if source == BICUBIC:
+        scale = scale or BICUBIC_UPSCALE
+    net = load_network(source, scale, key="ckpt_path" if cfg.get("ckpt_path") else None)
+    scale = int(net.scale)
+    if source != BICUBIC:
+        log.info("weights: %s", describe_weights(source))
+    net = net.to(resolve_device(cfg.device))
+    return upscale_files(
+        net,
+        scale,
+        cfg.input,
+        cfg.output,
+        tile=cfg.tile,
+        overlap=cfg.tile_overlap,
+        max_whole_pixels=cfg.max_whole_pixels,
+        overwrite=cfg.overwrite,
+    )

@@ -62,6 +62,7 @@ __all__ = [
     "Pretrained",
     "check_finite",
     "checkpoint_network_config",
+    "describe_weights",
     "infer_esrt_config",
     "is_network_source",
     "knob_differences",
@@ -466,3 +467,24 @@ def _load(name: str, scale: int | None, prefer_ema: bool, knobs: Mapping[str, An
                 f"{name}: tensors of an unknown network (keys {sample}, ...); expected {EXPECTED}"
             )
     return _check_scale(net, scale, name).eval()
+
+
+def describe_weights(ckpt_path: str) -> str:
+    """One line naming the weights of ``ckpt_path``; for shipped weights (``pretrained:x2``) with their
+    provenance: file, SHA-256, the training recipe and steps, Set5/Set14 PSNR against bicubic."""
+    if not str(ckpt_path).startswith(PREFIX):
+        return f"ckpt_path={ckpt_path}"
+    from esrt_lit.metrics.collection import PRIMARY  # torchmetrics, only for shipped weights
+
+    info: dict[str, Any] = provenance(ckpt_path)
+    scores, bicubic = info.get("scores", {}), info.get("bicubic", {})
+    sets = [n for n in ("Set5", "Set14") if n in scores and n in bicubic]
+    psnr = ", ".join(
+        f"{n} {scores[n][PRIMARY.name]:.2f} dB (bicubic {bicubic[n][PRIMARY.name]:.2f})" for n in sets
+    )
+    recipe = re.search(r"experiment=\S+", info.get("command", ""))
+    steps = info.get("run", {}).get("global_step")
+    made = f"trained by {recipe.group() if recipe else info.get('command')}" + (
+        f", {steps} steps" if steps else ""
+    )
+    return f"shipped {ckpt_path} ({info['file']}, sha256 {info['sha256'][:12]}): {made}; {psnr}"
