@@ -237,7 +237,7 @@ def test_round_uint8_is_matlabs_conversion_for_arrays_and_tensors() -> None:
     np.testing.assert_array_equal(round_uint8(torch.from_numpy(values)).numpy(), expected)
 
 
-@pytest.mark.parametrize("bad", [0, -2, 2.5, True, "2", None])
+@pytest.mark.parametrize("bad", [0, -2, 2.5, math.nan, math.inf, True, "2", None])
 def test_check_factor_names_the_key_and_what_is_expected(bad: object) -> None:
     with pytest.raises(ValueError, match=r"^data\.scale=.*; expected a positive integer$"):
         check_factor(bad, "data.scale")

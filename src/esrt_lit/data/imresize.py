@@ -120,9 +120,8 @@ def check_factor(value: Any, key: str = "scale") -> int:
     Raises:
         ValueError: not a positive integer, naming ``key``.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{key}={value!r}; expected a positive integer")
-    if int(value) != value or value < 1:
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or int(value) != value or value < 1:
         raise ValueError(f"{key}={value!r}; expected a positive integer")
     return int(value)
 
