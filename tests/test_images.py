@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageFile
 
-from esrt_lit.data.io import MAX_PIXELS, read_image
+from esrt_lit.data.io import MAX_PIXELS, image_to_tensor, read_image
 from train_helpers import run_command
 
 TRACEBACK = "Traceback (most recent call last)"
@@ -257,3 +258,19 @@ def test_upscale_refuses_with_one_line_and_writes_nothing(
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: {path}: {named}"), output[-3000:]
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_image_to_tensor_views_or_packs_in_one_copy() -> None:
+    """Channels-last view by default; ``packed``: a contiguous CHW copy, also from a read-only memory map
+    (the caches') and a crop of one, with the same levels."""
+    image = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    view = image_to_tensor(image, scale_to_unit=False)
+    assert view.shape == (3, 20, 30) and not view.is_contiguous() and view.data_ptr() == image.ctypes.data
+    read_only = image.copy()
+    read_only.setflags(write=False)
+    for source in (image, read_only, read_only[2:12, 5:25]):
+        packed = image_to_tensor(source, scale_to_unit=False, batch=True, packed=True)
+        assert packed.is_contiguous() and packed.dtype == torch.uint8 and packed.shape[:2] == (1, 3)
+        np.testing.assert_array_equal(packed[0].permute(1, 2, 0).numpy(), source)
+    unit = image_to_tensor(image, packed=True)
+    assert unit.dtype == torch.float32 and torch.equal(unit, view.float() / 255)

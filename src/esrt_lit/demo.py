@@ -80,7 +80,7 @@ def _run(module: str, *args: str) -> None:
 
 def _psnr(image: np.ndarray, hr: np.ndarray, scale: int) -> float:
     def tensor(x: np.ndarray) -> torch.Tensor:
-        return image_to_tensor(x, scale_to_unit=False, batch=True).contiguous()
+        return image_to_tensor(x, scale_to_unit=False, batch=True, packed=True)
 
     return psnr(tensor(image), tensor(hr), scale).item()
 

@@ -103,7 +103,7 @@ def _y_first_bicubic(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     """``uint8 [H, W, C]`` → ``uint8 [1, C, H, W]``, packed (contiguous)."""
-    return image_to_tensor(image, scale_to_unit=False, batch=True).contiguous()
+    return image_to_tensor(image, scale_to_unit=False, batch=True, packed=True)
 
 
 def iter_sr_pairs(

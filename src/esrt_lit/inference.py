@@ -14,11 +14,11 @@ gives the whole-image output itself in bounded memory
 (:func:`esrt_lit.models.streaming.forward_streamed`); it costs the whole-image time, which grows
 with the square of the image's pixel count (attention), where tiles cost time linear in it.
 
-:func:`upscale_files` does it for image files (:func:`upscale_from_config` for ``python -m esrt_lit.upscale``): grey stays grey, an
-alpha channel is upscaled with MATLAB bicubic beside the network's colour, and before anything is
-written every input is decoded and checked (readable, 8-bit, large enough for the network) and every
-target: no existing file is replaced unless asked, the inputs' folder is never the output folder,
-and each output is written atomically.
+:func:`upscale_files` does it for image files (:func:`upscale_from_config` for
+``python -m esrt_lit.upscale``): grey stays grey, an alpha channel is upscaled with MATLAB bicubic
+beside the network's colour, and before anything is written every input is decoded and checked
+(readable, 8-bit, large enough for the network) and every target: no existing file is replaced unless
+asked, the inputs' folder is never the output folder, and each output is written atomically.
 """
 
 from __future__ import annotations

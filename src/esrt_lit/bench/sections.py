@@ -263,5 +263,5 @@ def _context(threads: int | None) -> dict[str, Any]:
 def _rgb_psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR of two ``uint8`` ``H×W×3`` images on R, G, B (peak 255, no border cropped), by the project's
     metric (:func:`esrt_lit.metrics.functional.psnr`); ``inf`` where they are identical."""
-    sr, hr = (image_to_tensor(x, scale_to_unit=False, batch=True).contiguous() for x in (a, b))
+    sr, hr = (image_to_tensor(x, scale_to_unit=False, batch=True, packed=True) for x in (a, b))
     return float(psnr(sr, hr, crop_border=0, test_y_channel=False)[0])

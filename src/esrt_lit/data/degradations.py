@@ -54,7 +54,7 @@ def image_seed(name: str, scale: int) -> int:
 def _to_chw(image: np.ndarray, name: str) -> torch.Tensor:
     if image.dtype != np.uint8 or image.ndim != 3:
         raise TypeError(f"{name}: numpy image {image.dtype} {image.shape}; expected uint8 (H, W, C)")
-    return image_to_tensor(image, scale_to_unit=False).contiguous()
+    return image_to_tensor(image, scale_to_unit=False, packed=True)
 
 
 def _to_hwc(image: torch.Tensor) -> np.ndarray:

@@ -285,19 +285,25 @@ def file_key(path: str | Path) -> str:
     return f"{path.resolve()}|{stat.st_mtime_ns}|{stat.st_size}"
 
 
-def image_to_tensor(image: np.ndarray, scale_to_unit: bool = True, batch: bool = False) -> torch.Tensor:
+def image_to_tensor(
+    image: np.ndarray, scale_to_unit: bool = True, batch: bool = False, packed: bool = False
+) -> torch.Tensor:
     """``uint8`` HWC -> CHW tensor (``[1, C, H, W]`` with ``batch``): ``float32`` in [0, 1] (levels / 255)
     with ``scale_to_unit``, else the ``uint8`` levels.
 
     The tensor views the image's memory, channels last in memory (its strides), copied first only when
-    the array is not C-contiguous and writable (a memory map, a crop); call ``.contiguous()`` for a
-    packed CHW tensor. The layout matters: a network on the CPU may round differently for each.
+    the array is not C-contiguous and writable (a memory map, a crop); ``packed`` gives a packed CHW
+    tensor instead, in one copy. The layout matters: a network on the CPU may round differently for each.
     """
     import torch
 
     if image.ndim != 3:
         raise ValueError(f"image of shape {image.shape}; expected (H, W, C)")
-    chw = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)
+    if packed:
+        array = np.ascontiguousarray(image.transpose(2, 0, 1))
+        chw = torch.from_numpy(array if array.flags.writeable else array.copy())  # memory maps are read-only
+    else:
+        chw = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)
     if scale_to_unit:
         chw = chw.float() / 255
     return chw[None] if batch else chw
